@@ -1,0 +1,338 @@
+"""System configuration: every default of the model spec as a typed, frozen, validated field.
+
+Fields carry the paper's units (GHz, mW, MB, dB, ms, ...) so that a configuration reads like the
+paper's Section V-A; `SystemConfig.si` converts them to SI exactly once. Validation runs in
+`__post_init__`, i.e. before anything is traced, and raises a one-line `ValueError` naming the
+field, the offending value and the allowed range.
+
+The dataclass is frozen and hashable, so it can be passed as a static argument to `jax.jit`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Literal
+
+ENERGY_MODELS = ("paper", "power_time")
+LATENCY_MODELS = ("sum", "parallel")
+ARBITRATIONS = ("arrival", "cheapest")
+
+# Spec section 2: preference weights (lam_d, lam_e) of the three presets.
+WEIGHT_PRESETS: dict[str, tuple[float, float]] = {
+    "balanced": (0.5, 0.5),
+    "delay": (0.9, 0.1),
+    "energy": (0.1, 0.9),
+}
+
+# Physical constants (CODATA 2018, exact in the SI since 2019).
+HBAR = 1.054571817e-34  # J s
+K_B = 1.380649e-23  # J / K
+
+# Limits that keep every quantity representable: 91**k must fit in int32 (k <= 4), the compiled
+# circuit's depth floor(pi/4 * sqrt(2**q)) must fit in int32 (q <= 60).
+MAX_CONCATENATION = 4
+MAX_LOGICAL_QUBITS = 60
+
+
+@dataclasses.dataclass(frozen=True)
+class SIParams:
+    """The configuration's constants in SI units (J, W, s, Hz, K, bytes). Built once by `SystemConfig.si`."""
+
+    # sampling ranges (spec sections 2-3)
+    f_local_choices: tuple[float, ...]  # Hz
+    p_tx_range: tuple[float, float]  # W
+    f_edge_choices: tuple[float, ...]  # Hz
+    phys_qubits_range: tuple[int, int]
+    k_choices: tuple[int, ...]
+    t1: float  # s
+    frames_range: tuple[int, int]
+    bytes_per_frame: int
+    cycles_base: float
+    cycles_exponent_range: tuple[int, int]
+    prims_range: tuple[int, int]
+    c_b: int
+    gain_range: tuple[float, float]
+    t1_jitter_sigma: float
+    lam_d: float
+    lam_e: float
+    # channel and classical computing (spec section 3, Eqs. 1-6)
+    bandwidth: float  # Hz
+    noise_power: float  # W
+    chip_coeff: float  # J / cycle
+    quantum_unit: float  # bytes per quantum work unit (spec section 7)
+    # quantum hardware (spec section 6)
+    omega: float  # rad / s
+    t_qb: float
+    t_gen: float
+    t_ext: float
+    attenuation: float  # linear
+    num_stages: int
+    tau_1: float
+    tau_2: float
+    tau_m: float
+    eps_thr: float
+    q_gen: float  # W
+    q_hemt: float
+    t_hemt: float
+    q_para: float
+    t_para: float
+    success_threshold: float
+
+    @property
+    def tau_step(self) -> float:
+        return max(self.tau_1, self.tau_2, self.tau_m)
+
+
+def _fail(field: str, value, allowed: str):
+    raise ValueError(f"SystemConfig.{field}={value!r} is invalid: allowed {allowed}")
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class SystemConfig:
+    """Every knob of the MEQC model (spec sections 1-9), in the paper's units.
+
+    Defaults are the spec's. Sizes: `num_users` (U agents), `num_servers` (E), `slots_per_episode`.
+    Options: `energy_model` in {paper, power_time}, `latency_model` in {sum, parallel},
+    `arbitration` in {arrival, cheapest}, `preset` in {balanced, delay, energy} (optionally
+    overridden by `lam_d`/`lam_e`).
+    """
+
+    # --- sizes and options (spec sections 1, 7-9) ---
+    num_users: int = 10
+    num_servers: int = 10
+    slots_per_episode: int = 500
+    energy_model: Literal["paper", "power_time"] = "paper"
+    latency_model: Literal["sum", "parallel"] = "sum"
+    arbitration: Literal["arrival", "cheapest"] = "arrival"
+    preset: Literal["balanced", "delay", "energy"] = "balanced"
+    lam_d: float | None = None  # latency weight; None -> the preset's
+    lam_e: float | None = None  # energy weight; None -> the preset's
+
+    # --- scenario, drawn per episode (spec section 2) ---
+    f_local_choices_ghz: tuple[float, ...] = (1.0, 2.0, 3.0)
+    p_tx_range_mw: tuple[float, float] = (0.01, 0.2)
+    f_edge_choices_ghz: tuple[float, ...] = (10.0, 15.0, 20.0)
+    phys_qubits_range: tuple[int, int] = (1000, 5000)
+    k_choices: tuple[int, ...] = (1, 2, 3)
+    t1_ms: float = 1.0
+
+    # --- tasks and channel, drawn per slot (spec section 3) ---
+    frames_range: tuple[int, int] = (1024, 10240)
+    frame_pixels: tuple[int, int] = (128, 128)
+    bytes_per_pixel: int = 10
+    cycles_base: float = 3.0  # n = cycles_base * 2**j
+    cycles_exponent_range: tuple[int, int] = (3, 9)
+    prims_range: tuple[int, int] = (3, 9)
+    c_b: int = 6
+    gain_range: tuple[float, float] = (4.0, 8.0)
+    t1_jitter_sigma: float = 0.1
+
+    # --- channel and classical computing constants (spec section 3) ---
+    bandwidth_mhz: float = 20.0
+    noise_power_dbm: float = -60.0
+    chip_coeff: float = 1e-11  # J per cycle
+    quantum_unit_mb: float = 1.0  # w = s / (quantum_unit_mb * 1e6 bytes)
+
+    # --- quantum hardware (spec section 6, Appendices A-C) ---
+    qubit_freq_ghz: float = 6.0
+    t_qb_k: float = 0.1
+    t_gen_k: float = 300.0
+    t_ext_k: float = 300.0
+    attenuation_db: float = 40.0
+    num_stages: int = 5
+    tau_1_ns: float = 25.0
+    tau_2_ns: float = 100.0
+    tau_m_ns: float = 100.0
+    eps_thr: float = 2e-4
+    q_gen_uw: float = 10.0
+    q_hemt_uw: float = 50.0
+    t_hemt_k: float = 70.0
+    q_para_nw: float = 10.0
+    t_para_k: float = 4.0
+    success_threshold: float = 2.0 / 3.0
+
+    def __post_init__(self):
+        self._validate()
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self):
+        def integer(name, lo, hi=None):
+            v = getattr(self, name)
+            ok = isinstance(v, int) and not isinstance(v, bool) and v >= lo and (hi is None or v <= hi)
+            if not ok:
+                _fail(name, v, f"an integer in [{lo}, {'inf' if hi is None else hi}]")
+
+        def real(name, lo, hi=None, lo_open=True):
+            v = getattr(self, name)
+            bad = not _is_real(v) or (v <= lo if lo_open else v < lo) or (hi is not None and v > hi)
+            if bad:
+                lb = "(" if lo_open else "["
+                _fail(name, v, f"a finite number in {lb}{lo}, {'inf)' if hi is None else str(hi) + ']'}")
+
+        def choice(name, options):
+            v = getattr(self, name)
+            if v not in options:
+                _fail(name, v, "one of " + ", ".join(options))
+
+        def pair(name, lo, hi=None, integral=False, lo_open=True):
+            v = getattr(self, name)
+            kind = "integers" if integral else "finite numbers"
+            lb = "(" if lo_open else "["
+            rng = f"{lb}{lo}, {'inf)' if hi is None else str(hi) + ']'}"
+            allowed = f"a pair (low, high) of {kind} in {rng} with low <= high"
+            if not isinstance(v, tuple) or len(v) != 2:
+                _fail(name, v, allowed)
+            for x in v:
+                if integral and not (isinstance(x, int) and not isinstance(x, bool)):
+                    _fail(name, v, allowed)
+                if not _is_real(x) or (x <= lo if lo_open else x < lo) or (hi is not None and x > hi):
+                    _fail(name, v, allowed)
+            if v[0] > v[1]:
+                _fail(name, v, allowed)
+
+        def choices(name, lo, hi=None, integral=False, lo_open=True):
+            v = getattr(self, name)
+            kind = "integers" if integral else "finite numbers"
+            lb = "(" if lo_open else "["
+            rng = f"{lb}{lo}, {'inf)' if hi is None else str(hi) + ']'}"
+            allowed = f"a non-empty tuple of {kind} in {rng}"
+            if not isinstance(v, tuple) or len(v) == 0:
+                _fail(name, v, allowed)
+            for x in v:
+                if integral and not (isinstance(x, int) and not isinstance(x, bool)):
+                    _fail(name, v, allowed)
+                if not _is_real(x) or (x <= lo if lo_open else x < lo) or (hi is not None and x > hi):
+                    _fail(name, v, allowed)
+
+        integer("num_users", 1)
+        integer("num_servers", 1)
+        integer("slots_per_episode", 1)
+        choice("energy_model", ENERGY_MODELS)
+        choice("latency_model", LATENCY_MODELS)
+        choice("arbitration", ARBITRATIONS)
+        choice("preset", tuple(WEIGHT_PRESETS))
+        for name in ("lam_d", "lam_e"):
+            if getattr(self, name) is not None:
+                real(name, 0.0, 1.0, lo_open=False)
+
+        choices("f_local_choices_ghz", 0.0)
+        pair("p_tx_range_mw", 0.0)
+        choices("f_edge_choices_ghz", 0.0)
+        pair("phys_qubits_range", 0, 2**31 - 2, integral=True, lo_open=False)
+        choices("k_choices", 0, MAX_CONCATENATION, integral=True, lo_open=False)
+        real("t1_ms", 0.0)
+        pair("frames_range", 0, integral=True)
+        pair("frame_pixels", 0, integral=True)
+        integer("bytes_per_pixel", 1)
+        real("cycles_base", 0.0)
+        pair("cycles_exponent_range", 0, 40, integral=True, lo_open=False)
+        # q = prims + 2 c_b + 5 must stay <= MAX_LOGICAL_QUBITS so that depth fits in int32.
+        integer("c_b", 0, (MAX_LOGICAL_QUBITS - 6) // 2)
+        pair("prims_range", 1, MAX_LOGICAL_QUBITS - 2 * self.c_b - 5, integral=True, lo_open=False)
+        pair("gain_range", 0.0)
+        real("t1_jitter_sigma", 0.0, 2.0, lo_open=False)
+
+        real("bandwidth_mhz", 0.0)
+        v = self.noise_power_dbm
+        if not _is_real(v) or not -250.0 <= v <= 100.0:
+            _fail("noise_power_dbm", v, "a finite number in [-250, 100] dBm")
+        real("chip_coeff", 0.0)
+        real("quantum_unit_mb", 0.0)
+
+        real("qubit_freq_ghz", 0.0)
+        real("t_qb_k", 0.0)
+        real("t_gen_k", 0.0)
+        real("t_ext_k", 0.0)
+        if self.t_gen_k <= self.t_qb_k:
+            _fail("t_gen_k", self.t_gen_k, f"a temperature above t_qb_k={self.t_qb_k} K")
+        real("attenuation_db", 0.0, 200.0, lo_open=False)
+        integer("num_stages", 2, 64)
+        real("tau_1_ns", 0.0)
+        real("tau_2_ns", 0.0)
+        real("tau_m_ns", 0.0)
+        real("eps_thr", 0.0, 1.0)
+        real("q_gen_uw", 0.0, lo_open=False)
+        real("q_hemt_uw", 0.0, lo_open=False)
+        real("t_hemt_k", 0.0)
+        real("q_para_nw", 0.0, lo_open=False)
+        real("t_para_k", 0.0)
+        real("success_threshold", 0.0, 1.0)
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def weights(self) -> tuple[float, float]:
+        """(lam_d, lam_e): the preset's weights, each overridden by an explicit field."""
+        ld, le = WEIGHT_PRESETS[self.preset]
+        return (ld if self.lam_d is None else float(self.lam_d), le if self.lam_e is None else float(self.lam_e))
+
+    @functools.cached_property
+    def si(self) -> SIParams:
+        """All constants converted to SI once (cached on the frozen instance)."""
+        ld, le = self.weights
+        return SIParams(
+            f_local_choices=tuple(f * 1e9 for f in self.f_local_choices_ghz),
+            p_tx_range=(self.p_tx_range_mw[0] * 1e-3, self.p_tx_range_mw[1] * 1e-3),
+            f_edge_choices=tuple(f * 1e9 for f in self.f_edge_choices_ghz),
+            phys_qubits_range=self.phys_qubits_range,
+            k_choices=self.k_choices,
+            t1=self.t1_ms * 1e-3,
+            frames_range=self.frames_range,
+            bytes_per_frame=self.frame_pixels[0] * self.frame_pixels[1] * self.bytes_per_pixel,
+            cycles_base=float(self.cycles_base),
+            cycles_exponent_range=self.cycles_exponent_range,
+            prims_range=self.prims_range,
+            c_b=self.c_b,
+            gain_range=(float(self.gain_range[0]), float(self.gain_range[1])),
+            t1_jitter_sigma=float(self.t1_jitter_sigma),
+            lam_d=ld,
+            lam_e=le,
+            bandwidth=self.bandwidth_mhz * 1e6,
+            noise_power=10.0 ** ((self.noise_power_dbm - 30.0) / 10.0),
+            chip_coeff=float(self.chip_coeff),
+            quantum_unit=self.quantum_unit_mb * 1e6,
+            omega=2.0 * math.pi * self.qubit_freq_ghz * 1e9,
+            t_qb=float(self.t_qb_k),
+            t_gen=float(self.t_gen_k),
+            t_ext=float(self.t_ext_k),
+            attenuation=10.0 ** (self.attenuation_db / 10.0),
+            num_stages=self.num_stages,
+            tau_1=self.tau_1_ns * 1e-9,
+            tau_2=self.tau_2_ns * 1e-9,
+            tau_m=self.tau_m_ns * 1e-9,
+            eps_thr=float(self.eps_thr),
+            q_gen=self.q_gen_uw * 1e-6,
+            q_hemt=self.q_hemt_uw * 1e-6,
+            t_hemt=float(self.t_hemt_k),
+            q_para=self.q_para_nw * 1e-9,
+            t_para=float(self.t_para_k),
+            success_threshold=float(self.success_threshold),
+        )
+
+    def replace(self, **changes) -> SystemConfig:
+        """A copy with `changes` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_preset(cls, preset: str, **kwargs) -> SystemConfig:
+        """`SystemConfig(preset=preset, **kwargs)`, the spelling used by the CLI and the figures."""
+        return cls(preset=preset, **kwargs)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-serialisable dict of the fields (tuples become lists)."""
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SystemConfig:
+        """Inverse of `to_dict`; unknown keys raise a one-line `ValueError`."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ValueError(f"SystemConfig: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(names)}")
+        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+        return cls(**kw)

@@ -1,0 +1,205 @@
+"""The MEQC cost model: paper Eqs. 1-12 and 13b, as pinned down by spec sections 4-9.
+
+Pure functions on arrays. `slot_cost` prices one slot's joint action; `option_costs` prices every
+(user, server, classical/quantum) option at once, for centralized baselines and the oracle.
+
+Contract inside jit (where nothing can raise): an out-of-range action is clipped (server into
+[0, E-1], phi into [0, 1], a NaN phi becomes 1, i.e. keep the task local) and the number of
+clipped users is reported in the breakdown. No input within the configuration's ranges yields
+inf or NaN.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from meqc_jax import physics
+from meqc_jax.config import SIParams, SystemConfig
+from meqc_jax.tasks import Scenario, Tasks
+
+
+@struct.dataclass
+class CostBreakdown:
+    """Cost of one slot (Eq. 12) and its parts. Shapes for U users and E servers."""
+
+    total: jnp.ndarray  # [] system cost C, Eq. 12
+    per_user: jnp.ndarray  # [U] c_L + (1 - I) c_E + I c_Q (or the `parallel` variant)
+    latency: jnp.ndarray  # [U] seconds: local + offloaded (`sum`) or their max (`parallel`)
+    energy: jnp.ndarray  # [U] joules: local + transmission + edge (CPU or QPU)
+    quantum: jnp.ndarray  # [U] bool, I_u: the user's task holds its server's QPU this slot
+    requested: jnp.ndarray  # [U] bool, phi < 1 and the chosen server is feasible (spec 8)
+    feasible: jnp.ndarray  # [U, E] bool, Eq. 11 for every user-server pair
+    server: jnp.ndarray  # [U] int, the server actually used (after clipping)
+    phi: jnp.ndarray  # [U] the local fraction actually used (after clipping)
+    clipped_server: jnp.ndarray  # [] int, users whose server index was out of range
+    clipped_phi: jnp.ndarray  # [] int, users whose phi was outside [0, 1] or NaN
+
+
+@struct.dataclass
+class OptionCosts:
+    """Per-user cost of every option at a given phi (spec 11), shapes [U, E]."""
+
+    classical: jnp.ndarray  # whole per-user cost if the offloaded part runs on e's CPUs
+    quantum: jnp.ndarray  # whole per-user cost if it runs on e's QPU (valid where `feasible`)
+    feasible: jnp.ndarray  # bool, Eq. 11
+
+
+# ---------------------------------------------------------------------------- actions
+def sanitize_action(server, phi, num_servers: int):
+    """Clip an action into range (documented contract); returns (server, phi, n_bad_server, n_bad_phi)."""
+    server = jnp.asarray(server)
+    if jnp.issubdtype(server.dtype, jnp.floating):
+        server = jnp.where(jnp.isnan(server), 0.0, server)
+        server = jnp.clip(jnp.round(server), 0, num_servers - 1).astype(jnp.int32)
+    server = server.astype(jnp.int32)
+    bad_server = (server < 0) | (server >= num_servers)
+    phi = jnp.asarray(phi, dtype=float)
+    bad_phi = jnp.isnan(phi) | (phi < 0.0) | (phi > 1.0)
+    phi = jnp.clip(jnp.where(jnp.isnan(phi), 1.0, phi), 0.0, 1.0)
+    return (
+        jnp.clip(server, 0, num_servers - 1),
+        phi,
+        jnp.sum(bad_server.astype(jnp.int32)),
+        jnp.sum(bad_phi.astype(jnp.int32)),
+    )
+
+
+# ---------------------------------------------------------------------------- cost terms
+def classical_terms(si: SIParams, s, n, phi, f_local, p_tx, gain, f_edge):
+    """Eqs. 1-6 (spec 5), broadcasting: returns (d_L, e_L, d_O, e_O, d_E, e_E) in s and J."""
+    cycles = s * n
+    off = 1.0 - phi
+    d_local = phi * cycles / f_local  # Eq. 1
+    e_local = si.chip_coeff * phi * cycles  # Eq. 1
+    rate = si.bandwidth * jnp.log2(1.0 + p_tx * gain / si.noise_power)  # Shannon uplink rate, bits/s
+    d_tx = off * 8.0 * s / rate  # Eq. 2 (s in bytes, rate in bits/s)
+    e_tx = p_tx * d_tx  # Eq. 3
+    d_edge = off * cycles / f_edge  # Eq. 4
+    e_edge = si.chip_coeff * off * cycles  # Eq. 5
+    return d_local, e_local, d_tx, e_tx, d_edge, e_edge
+
+
+def quantum_terms(si: SIParams, energy_model: str, s, q, phi, latency_per_unit, power_per_unit):
+    """Eqs. 7-8 (spec 7): QPU latency and energy of the offloaded part, w = s / unit work units.
+
+    `paper`: e_Q = (1-phi) w q (P_1 N_1 + P_2 N_2 + P_M N_M + P_Q 91^k), Eq. 8 read as joules.
+    `power_time`: e_Q = d_Q x (same power), i.e. power times execution time.
+    """
+    work = (1.0 - phi) * (s / si.quantum_unit) * jnp.asarray(q, dtype=float)
+    d_q = work * latency_per_unit  # Eq. 7
+    if energy_model == "paper":
+        e_q = work * power_per_unit  # Eq. 8 as printed
+    else:
+        e_q = d_q * power_per_unit
+    return d_q, e_q
+
+
+def weighted_cost(latency_model: str, lam_d, lam_e, d_local, e_local, d_off, e_off):
+    """Per-user cost, latency and energy (Eqs. 1, 6, 9 combined as in Eq. 12; spec 9).
+
+    `sum`: lam_d (d_local + d_off) + lam_e (e_local + e_off) = c_L + c_E (or c_L + c_Q).
+    `parallel`: the local and offloaded parts run at once, latency max(d_local, d_off).
+    """
+    latency = d_local + d_off if latency_model == "sum" else jnp.maximum(d_local, d_off)
+    energy = e_local + e_off
+    return lam_d * latency + lam_e * energy, latency, energy
+
+
+def feasibility(si: SIParams, q, depth, profile: physics.QPUProfile):
+    """Eqs. 10-11 for every user-server pair: (success probability [U, E], feasible [U, E])."""
+    q = jnp.asarray(q, dtype=float)[:, None]
+    depth = jnp.asarray(depth, dtype=float)[:, None]
+    success = physics.success_probability(q, depth, profile.eps_err[None, :], profile.k[None, :], si)
+    return success, physics.feasible(q, profile.qcap[None, :], success, si)
+
+
+def arbitrate(rule: str, server, requested, cost_if_granted, key, num_servers: int):
+    """Eq. 13b, spec 8: among each server's QPU requesters exactly one is granted.
+
+    `arrival`: a fresh uniformly random arrival order (drawn from `key`), first requester wins.
+    `cheapest`: the requester with the lowest whole per-user cost with the QPU wins; ties go to the
+    lowest user index (argmin returns the first minimum). `key` is unused.
+    """
+    U = server.shape[0]
+    if rule == "arrival":
+        priority = jax.random.uniform(key, (U,))
+    else:
+        priority = cost_if_granted
+    member = (server[:, None] == jnp.arange(num_servers)[None, :]) & requested[:, None]  # [U, E]
+    score = jnp.where(member, priority[:, None], jnp.inf)
+    winner = jnp.argmin(score, axis=0)  # [E]; meaningful only where the server has requesters
+    return requested & (winner[server] == jnp.arange(U))
+
+
+# ---------------------------------------------------------------------------- slot cost
+def slot_cost(config: SystemConfig, scenario: Scenario, tasks: Tasks, server, phi, key) -> CostBreakdown:
+    """Cost of one slot for the joint action (server [U], phi [U]): Eq. 12 under Eq. 13b.
+
+    Every user pays its local part; its offloaded part runs on the QPU of `server[u]` if it is
+    granted (spec 8: it requested, i.e. phi < 1 and Eq. 11 holds, and won the arbitration),
+    else on that server's CPUs. U and E are read from the arrays' shapes; of `config` only the
+    constants and the three model options are used. `key` drives the `arrival` rule only.
+    """
+    si = config.si
+    E = scenario.f_edge.shape[0]
+    U = scenario.f_local.shape[0]
+    server, phi, clipped_server, clipped_phi = sanitize_action(server, phi, E)
+    profile = physics.qpu_profile(si, scenario.phys_qubits, scenario.k, tasks.t1_slot)
+    _, feasible = feasibility(si, tasks.q, tasks.depth, profile)
+
+    gain = jnp.take_along_axis(tasks.g, server[:, None], axis=1)[:, 0]
+    d_l, e_l, d_o, e_o, d_e, e_e = classical_terms(
+        si, tasks.s, tasks.n, phi, scenario.f_local, scenario.p_tx, gain, scenario.f_edge[server]
+    )
+    d_q, e_q = quantum_terms(
+        si, config.energy_model, tasks.s, tasks.q, phi,
+        profile.latency_per_unit[server], profile.power_per_unit[server],
+    )
+    lam_d, lam_e = scenario.lam_d, scenario.lam_e
+    cost_c, lat_c, en_c = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_o + d_e, e_o + e_e)
+    cost_q, lat_q, en_q = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_o + d_q, e_o + e_q)
+
+    requested = (phi < 1.0) & feasible[jnp.arange(U), server]
+    granted = arbitrate(config.arbitration, server, requested, cost_q, key, E)
+    per_user = jnp.where(granted, cost_q, cost_c)
+    return CostBreakdown(
+        total=jnp.sum(per_user),
+        per_user=per_user,
+        latency=jnp.where(granted, lat_q, lat_c),
+        energy=jnp.where(granted, en_q, en_c),
+        quantum=granted,
+        requested=requested,
+        feasible=feasible,
+        server=server,
+        phi=phi,
+        clipped_server=clipped_server,
+        clipped_phi=clipped_phi,
+    )
+
+
+def option_costs(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi) -> OptionCosts:
+    """Whole per-user cost of every option at local fraction `phi` ([U] or [U, E]), spec 11.
+
+    `classical[u, e]`: the offloaded part on e's CPUs; `quantum[u, e]`: on e's QPU (meaningful
+    where `feasible[u, e]`). These are the terms `slot_cost` gathers for the chosen servers.
+    """
+    si = config.si
+    profile = physics.qpu_profile(si, scenario.phys_qubits, scenario.k, tasks.t1_slot)
+    _, feasible = feasibility(si, tasks.q, tasks.depth, profile)
+    phi = jnp.clip(jnp.asarray(phi, dtype=float), 0.0, 1.0)
+    phi = phi[:, None] if phi.ndim == 1 else phi
+    col = lambda x: x[:, None]  # noqa: E731  users along axis 0
+    row = lambda x: x[None, :]  # noqa: E731  servers along axis 1
+    d_l, e_l, d_o, e_o, d_e, e_e = classical_terms(
+        si, col(tasks.s), col(tasks.n), phi, col(scenario.f_local), col(scenario.p_tx), tasks.g, row(scenario.f_edge)
+    )
+    d_q, e_q = quantum_terms(
+        si, config.energy_model, col(tasks.s), col(tasks.q), phi,
+        row(profile.latency_per_unit), row(profile.power_per_unit),
+    )
+    lam_d, lam_e = col(scenario.lam_d), col(scenario.lam_e)
+    classical, _, _ = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_o + d_e, e_o + e_e)
+    quantum, _, _ = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_o + d_q, e_o + e_q)
+    return OptionCosts(classical=classical, quantum=quantum, feasible=feasible)
