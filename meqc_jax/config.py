@@ -210,9 +210,9 @@ class SystemConfig:
                 if not _is_real(x) or (x <= lo if lo_open else x < lo) or (hi is not None and x > hi):
                     _fail(name, v, allowed)
 
-        integer("num_users", 1)
-        integer("num_servers", 1)
-        integer("slots_per_episode", 1)
+        integer("num_users", 1, 65536)
+        integer("num_servers", 1, 65536)
+        integer("slots_per_episode", 1, 10**9)
         choice("energy_model", ENERGY_MODELS)
         choice("latency_model", LATENCY_MODELS)
         choice("arbitration", ARBITRATIONS)
@@ -221,48 +221,84 @@ class SystemConfig:
             if getattr(self, name) is not None:
                 real(name, 0.0, 1.0, lo_open=False)
 
-        choices("f_local_choices_ghz", 0.0)
-        pair("p_tx_range_mw", 0.0)
-        choices("f_edge_choices_ghz", 0.0)
+        # Supported ranges: generous around the paper's values, bounded so that float32 holds
+        # every intermediate quantity (see _check_float32_headroom for the joint check).
+        choices("f_local_choices_ghz", 1e-3, 1e3, lo_open=False)
+        pair("p_tx_range_mw", 1e-6, 1e4, lo_open=False)
+        choices("f_edge_choices_ghz", 1e-3, 1e4, lo_open=False)
         pair("phys_qubits_range", 0, 2**31 - 2, integral=True, lo_open=False)
         choices("k_choices", 0, MAX_CONCATENATION, integral=True, lo_open=False)
-        real("t1_ms", 0.0)
-        pair("frames_range", 0, integral=True)
-        pair("frame_pixels", 0, integral=True)
-        integer("bytes_per_pixel", 1)
-        real("cycles_base", 0.0)
+        real("t1_ms", 1e-9, 1e6, lo_open=False)
+        pair("frames_range", 1, 10**7, integral=True, lo_open=False)
+        pair("frame_pixels", 1, 10**4, integral=True, lo_open=False)
+        integer("bytes_per_pixel", 1, 64)
+        real("cycles_base", 1e-3, 1e3, lo_open=False)
         pair("cycles_exponent_range", 0, 40, integral=True, lo_open=False)
         # q = prims + 2 c_b + 5 must stay <= MAX_LOGICAL_QUBITS so that depth fits in int32.
         integer("c_b", 0, (MAX_LOGICAL_QUBITS - 6) // 2)
         pair("prims_range", 1, MAX_LOGICAL_QUBITS - 2 * self.c_b - 5, integral=True, lo_open=False)
-        pair("gain_range", 0.0)
+        pair("gain_range", 1e-6, 1e6, lo_open=False)
         real("t1_jitter_sigma", 0.0, 2.0, lo_open=False)
 
-        real("bandwidth_mhz", 0.0)
-        v = self.noise_power_dbm
-        if not _is_real(v) or not -250.0 <= v <= 100.0:
-            _fail("noise_power_dbm", v, "a finite number in [-250, 100] dBm")
-        real("chip_coeff", 0.0)
-        real("quantum_unit_mb", 0.0)
+        real("bandwidth_mhz", 1e-6, 1e6, lo_open=False)
+        real("noise_power_dbm", -200.0, 100.0, lo_open=False)
+        real("chip_coeff", 0.0, 1.0)
+        real("quantum_unit_mb", 1e-6, 1e6, lo_open=False)
 
-        real("qubit_freq_ghz", 0.0)
-        real("t_qb_k", 0.0)
-        real("t_gen_k", 0.0)
-        real("t_ext_k", 0.0)
+        real("qubit_freq_ghz", 1e-3, 1e3, lo_open=False)
+        real("t_qb_k", 1e-4, 10.0, lo_open=False)
+        for name in ("t_gen_k", "t_ext_k", "t_hemt_k", "t_para_k"):
+            real(name, 1e-3, 1e4, lo_open=False)
         if self.t_gen_k <= self.t_qb_k:
             _fail("t_gen_k", self.t_gen_k, f"a temperature above t_qb_k={self.t_qb_k} K")
-        real("attenuation_db", 0.0, 200.0, lo_open=False)
+        real("attenuation_db", 0.0, 100.0, lo_open=False)
         integer("num_stages", 2, 64)
-        real("tau_1_ns", 0.0)
-        real("tau_2_ns", 0.0)
-        real("tau_m_ns", 0.0)
+        for name in ("tau_1_ns", "tau_2_ns", "tau_m_ns"):
+            real(name, 1e-3, 1e6, lo_open=False)
         real("eps_thr", 0.0, 1.0)
-        real("q_gen_uw", 0.0, lo_open=False)
-        real("q_hemt_uw", 0.0, lo_open=False)
-        real("t_hemt_k", 0.0)
-        real("q_para_nw", 0.0, lo_open=False)
-        real("t_para_k", 0.0)
+        real("q_gen_uw", 0.0, 1e6, lo_open=False)
+        real("q_hemt_uw", 0.0, 1e6, lo_open=False)
+        real("q_para_nw", 0.0, 1e9, lo_open=False)
         real("success_threshold", 0.0, 1.0)
+        self._check_float32_headroom()
+
+    def _check_float32_headroom(self):
+        """Reject combinations whose worst-case slot cost would overflow float32 (limit 1e30).
+
+        Every cost term is monotone in the range end points, so the bound is exact enough:
+        the largest task on the slowest CPU and the weakest link, the largest circuit on the
+        highest concatenation level at the longest lifetime a 6-sigma jitter reaches.
+        """
+        from meqc_jax import physics  # local import: physics imports this module
+
+        si = self.si
+        s_max = si.frames_range[1] * si.bytes_per_frame
+        cycles = s_max * si.cycles_base * 2.0 ** si.cycles_exponent_range[1]
+        d_cpu = cycles / min(min(si.f_local_choices), min(si.f_edge_choices))
+        snr_min = si.p_tx_range[0] * si.gain_range[0] / si.noise_power
+        d_tx = 8.0 * s_max / (si.bandwidth * math.log1p(snr_min) / math.log(2.0))
+        k_max = max(si.k_choices)
+        work = s_max / si.quantum_unit * (si.prims_range[1] + 2 * si.c_b + 5)
+        n1, n2, nm = physics.gates_per_logical_qubit(k_max)
+        d_q = work * (si.tau_1 * n1 + si.tau_2 * n2 + si.tau_m * nm)
+        t1_hi = si.t1 * math.exp(6.0 * si.t1_jitter_sigma)
+        p2 = physics.two_qubit_gate_power(t1_hi, si)
+        power = p2 * (n1 + n2 + nm) + physics.qubit_static_power(si) * physics.physical_qubits_per_logical(k_max)
+        e_q = (work if self.energy_model == "paper" else d_q) * power
+        terms = {
+            "CPU latency (frames_range, frame_pixels, cycles_*, f_*_choices_ghz)": 2 * d_cpu,
+            "transmission (p_tx_range_mw, gain_range, noise_power_dbm, bandwidth_mhz)": d_tx * (1 + si.p_tx_range[1]),
+            "CPU energy (chip_coeff)": 2 * si.chip_coeff * cycles,
+            "QPU latency (k_choices, tau_*_ns, quantum_unit_mb)": d_q,
+            "QPU energy (k_choices, t1_ms, heat loads, attenuation_db)": e_q,
+        }
+        worst = self.num_users * sum(terms.values())
+        if not worst <= 1e30:
+            culprit = max(terms, key=terms.get)
+            raise ValueError(
+                f"SystemConfig: worst-case slot cost {worst:.1e} exceeds the float32-safe limit 1e30; "
+                f"largest term: {culprit}; narrow those ranges"
+            )
 
     # ------------------------------------------------------------------ derived values
     @property

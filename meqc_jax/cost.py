@@ -11,6 +11,8 @@ inf or NaN.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -73,7 +75,8 @@ def classical_terms(si: SIParams, s, n, phi, f_local, p_tx, gain, f_edge):
     off = 1.0 - phi
     d_local = phi * cycles / f_local  # Eq. 1
     e_local = si.chip_coeff * phi * cycles  # Eq. 1
-    rate = si.bandwidth * jnp.log2(1.0 + p_tx * gain / si.noise_power)  # Shannon uplink rate, bits/s
+    # Shannon uplink rate in bits/s; log1p keeps a weak link's rate exact (and > 0) in float32.
+    rate = si.bandwidth * jnp.log1p(p_tx * gain / si.noise_power) / math.log(2.0)
     d_tx = off * 8.0 * s / rate  # Eq. 2 (s in bytes, rate in bits/s)
     e_tx = p_tx * d_tx  # Eq. 3
     d_edge = off * cycles / f_edge  # Eq. 4

@@ -1,14 +1,17 @@
 """Quantum hardware physics of a fault-tolerant edge QPU (paper Appendices A-C, spec section 6).
 
-Every function is pure `jax.numpy`, broadcasts over its array arguments (servers, users, slots,
-instances) and takes the configuration's SI constants (`SIParams`) as static Python values.
+Two kinds of function live here:
 
-Structure of the model, which the code exploits: the thermal bracket of Eq. 37 and the Carnot sum
-of P_2 depend only on the configuration, so per server and slot the physics reduces to
+* configuration constants (stage temperatures, attenuations, the thermal bracket of Eq. 37, the
+  Carnot sum of P_2, P_Q of Eq. 38) depend only on `SIParams`; they are computed on the host in
+  float64 NumPy, once, and enter traced code as exact constants;
+* per-server, per-slot quantities (eps_err, P_pi..P_M as functions of the slot's qubit lifetime
+  t1 = 1/gamma, logical capacity, success probability, feasibility) are plain arithmetic on their
+  array arguments, so they broadcast over servers, users and instances under `jit`/`vmap`.
 
-    eps_err = tau_step / (2 t1) * B        and        P_pi, P_1, P_2, P_M  proportional to t1,
+Structure the code exploits: per server and slot the physics reduces to
 
-with t1 = 1/gamma the slot's qubit lifetime.
+    eps_err = tau_step / (2 t1) * bracket        and        P_pi, P_1, P_2, P_M  proportional to t1.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ GATE_FRACTIONS = {"two": 64.0 / 185.0, "one": 28.0 / 185.0, "idle": 29.0 / 185.0
 # ---------------------------------------------------------------------------- Appendix A (noise)
 def stage_temperatures(t_qb, t_gen, num_stages: int):
     """Eq. 36: T_i = T_qb (T_gen/T_qb)^((i-1)/(K-1)), i = 1..K (stages evenly spaced in log T)."""
-    i = jnp.arange(1, num_stages + 1)
+    i = np.arange(1, num_stages + 1)
     return t_qb * (t_gen / t_qb) ** ((i - 1) / (num_stages - 1))
 
 
@@ -44,15 +47,15 @@ def cumulative_attenuation(attenuation, num_stages: int):
     Ã_i is the attenuation between stage i and the qubits: each of the K-1 attenuators contributes
     A^(1/(K-1)) (Eq. 36). The hottest stage K has no attenuator above the last one, hence Ã_K = Ã_(K-1).
     """
-    i = jnp.arange(1, num_stages)
+    i = np.arange(1, num_stages)
     inner = attenuation ** (i / (num_stages - 1))
-    return jnp.concatenate([jnp.zeros(1, inner.dtype), inner, inner[-1:]])
+    return np.concatenate([[0.0], inner, inner[-1:]])
 
 
 def bose_einstein(temperature, omega):
     """n(T) = 1 / (exp(hbar omega / (k_B T)) - 1), thermal photons at the qubit frequency (Eq. 37)."""
-    x = HBAR * omega / (K_B * temperature)
-    return 1.0 / jnp.expm1(x)
+    x = HBAR * omega / (K_B * np.asarray(temperature, dtype=np.float64))
+    return 1.0 / np.expm1(x)
 
 
 def thermal_bracket(si: SIParams):
@@ -60,7 +63,7 @@ def thermal_bracket(si: SIParams):
     temps = stage_temperatures(si.t_qb, si.t_gen, si.num_stages)
     occ = bose_einstein(temps, si.omega)
     att = cumulative_attenuation(si.attenuation, si.num_stages)
-    return 0.5 + occ[0] + jnp.sum((occ[1:] - occ[:-1]) / att[1 : si.num_stages])
+    return float(0.5 + occ[0] + np.sum((occ[1:] - occ[:-1]) / att[1 : si.num_stages]))
 
 
 def physical_error_rate(t1, si: SIParams):
@@ -82,7 +85,7 @@ def carnot_sum(si: SIParams):
     """
     temps = stage_temperatures(si.t_qb, si.t_gen, si.num_stages)
     att = cumulative_attenuation(si.attenuation, si.num_stages)
-    return jnp.sum((si.t_ext - temps) / temps * (att[1:] - att[:-1]))
+    return float(np.sum((si.t_ext - temps) / temps * (att[1:] - att[:-1])))
 
 
 def two_qubit_gate_power(t1, si: SIParams):
@@ -107,13 +110,13 @@ def qubit_static_power(si: SIParams) -> float:
 
 # ---------------------------------------------------------------------------- Appendix C (code)
 def physical_qubits_per_logical(k):
-    """Eq. 39: 91^k physical qubits per logical qubit (integer)."""
-    return jnp.power(QUBITS_PER_LEVEL, jnp.asarray(k).astype(int))
+    """Eq. 39: 91^k physical qubits per logical qubit (integer; k a Python int or an int array)."""
+    return QUBITS_PER_LEVEL**k
 
 
 def gates_per_logical_qubit(k):
     """Eq. 42: (N_1, N_2, N_M) physical 1qb, 2qb and measurement gates per logical qubit per step."""
-    scale = jnp.power(64.0, jnp.asarray(k))
+    scale = 64.0**k
     return GATE_FRACTIONS["one"] * scale, GATE_FRACTIONS["two"] * scale, GATE_FRACTIONS["meas"] * scale
 
 
@@ -130,15 +133,17 @@ def concatenated_gate_counts(k, logical_counts):
 
 def logical_capacity(phys_qubits, k):
     """qcap = floor(phys_qubits / 91^k) in integer arithmetic (spec 6; a float 91^k can round down)."""
-    return jnp.asarray(phys_qubits).astype(int) // physical_qubits_per_logical(k)
+    k = jnp.asarray(k).astype(jnp.int32)
+    return jnp.asarray(phys_qubits).astype(jnp.int32) // physical_qubits_per_logical(k)
 
 
 def success_probability(q, depth, eps_err, k, si: SIParams):
     """Eq. 10: M = 1 - q depth eps_thr (eps_err/eps_thr)^(2^k); broadcasts users against servers.
 
-    The power is capped at 1e30 so that a hopeless QPU gives a large negative M, never inf or NaN.
+    The power is capped at 1e20 (q depth <= 5e10) so that a hopeless QPU gives a large negative M,
+    never -inf or NaN, in float32.
     """
-    ratio_pow = jnp.minimum(jnp.power(eps_err / si.eps_thr, jnp.power(2.0, jnp.asarray(k))), 1e30)
+    ratio_pow = jnp.minimum(jnp.power(eps_err / si.eps_thr, 2.0 ** jnp.asarray(k)), 1e20)
     return 1.0 - q * depth * si.eps_thr * ratio_pow
 
 

@@ -1,0 +1,68 @@
+"""Shared helpers: random instances (NumPy, independent of the samplers) and conversions."""
+
+from __future__ import annotations
+
+import os
+
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import HealthCheck, settings
+
+from meqc_jax import Scenario, Tasks
+
+# Tracing dominates the first example; later examples reuse compiled code.
+settings.register_profile(
+    "meqc", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "meqc"))
+
+
+def random_instance(rng: np.random.Generator, U: int, E: int, quantum_friendly: bool = False):
+    """A random (Scenario, Tasks) drawn with NumPy from the spec's ranges.
+
+    `quantum_friendly` makes QPU feasibility common (k = 1, many physical qubits, long and varied
+    lifetimes, small circuits) so that arbitration is exercised.
+    """
+    if quantum_friendly:
+        k = rng.choice([1, 1, 1, 2], size=E)
+        phys = rng.integers(2000, 2_000_000, size=E)
+        t1 = rng.uniform(0.5e-3, 20e-3, size=E)
+        prims = rng.integers(3, 6, size=U)
+    else:
+        k = rng.choice([1, 2, 3], size=E)
+        phys = rng.integers(1000, 5001, size=E)
+        t1 = np.full(E, 1e-3)
+        prims = rng.integers(3, 10, size=U)
+    q = prims + 17
+    depth = 3 * prims + np.floor(np.pi / 4 * np.sqrt(2.0**q)).astype(int)
+    lam_d = rng.uniform(0, 1, size=U)
+    scenario = Scenario(
+        f_local=jnp.asarray(rng.choice([1e9, 2e9, 3e9], size=U), dtype=float),
+        p_tx=jnp.asarray(rng.uniform(1e-5, 2e-4, size=U), dtype=float),
+        f_edge=jnp.asarray(rng.choice([1e10, 1.5e10, 2e10], size=E), dtype=float),
+        phys_qubits=jnp.asarray(phys, dtype=jnp.int32),
+        k=jnp.asarray(k, dtype=jnp.int32),
+        t1=jnp.asarray(t1, dtype=float),
+        lam_d=jnp.asarray(lam_d, dtype=float),
+        lam_e=jnp.asarray(1 - lam_d, dtype=float),
+    )
+    tasks = Tasks(
+        s=jnp.asarray(rng.integers(1024, 10241, size=U) * 163840.0, dtype=float),
+        n=jnp.asarray(3.0 * 2.0 ** rng.integers(3, 10, size=U), dtype=float),
+        q=jnp.asarray(q, dtype=jnp.int32),
+        depth=jnp.asarray(depth, dtype=jnp.int32),
+        g=jnp.asarray(rng.uniform(4, 8, size=(U, E)), dtype=float),
+        t1_slot=jnp.asarray(t1 * np.exp(0.1 * rng.standard_normal(E)), dtype=float),
+    )
+    return scenario, tasks
+
+
+def as_numpy(tree) -> dict:
+    """A Scenario/Tasks dataclass as a dict of float64/int NumPy arrays (for the reference)."""
+    return {k: np.asarray(v).astype(np.float64) if np.asarray(v).dtype.kind == "f" else np.asarray(v)
+            for k, v in vars(tree).items()}
+
+
+def rel_close(a, b, rtol=1e-4, atol=0.0):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return np.all(np.abs(a - b) <= rtol * np.abs(b) + atol)

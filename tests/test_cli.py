@@ -1,0 +1,28 @@
+"""The `meqc` command line: the demo runs, bad arguments give one line and exit status 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+from meqc_jax.cli import main
+
+
+def test_demo_runs_and_prints_breakdown(capsys):
+    assert main(["demo", "--users", "3", "--servers", "2", "--slots", "2", "--envs", "8", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "system cost C" in out and "QPU share" in out and "MEQCEnv(U=3, E=2" in out
+
+
+@pytest.mark.parametrize("args, field", [
+    (["demo", "--users", "0"], "--users"),
+    (["demo", "--servers", "abc"], "--servers"),
+    (["demo", "--preset", "fast"], "--preset"),
+    (["demo", "--slots", "-3"], "--slots"),
+])
+def test_bad_arguments_one_line_no_traceback(args, field):
+    res = subprocess.run([sys.executable, "-m", "meqc_jax.cli", *args], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("meqc") and "error" in last and field in last
