@@ -74,8 +74,8 @@ def demo(args) -> int:
     key = jax.random.key(args.seed)
     key, k_reset = jax.random.split(key)
     _, state = reset(jax.random.split(k_reset, N))
-    table = Table(title="Cost per slot, mean over instances (Eq. 12; latency s, energy J)")
-    for col in ("slot", "system cost C", "latency / user", "energy / user", "QPU share", "feasible share", "step ms"):
+    table = Table(title="Per slot, mean over instances: system cost C (Eq. 12), per-user latency and energy")
+    for col in ("slot", "cost C", "latency s", "energy J", "QPU share", "feasible", "step ms"):
         table.add_column(col, justify="right")
     for t in range(args.slots):
         key, k_act, k_step = jax.random.split(key, 3)
@@ -87,9 +87,10 @@ def demo(args) -> int:
         table.add_row(
             str(t), f"{float(jnp.mean(c.total)):.1f}", f"{float(jnp.mean(c.latency)):.2f}",
             f"{float(jnp.mean(c.energy)):.2f}", f"{float(jnp.mean(c.quantum)):.3f}",
-            f"{float(jnp.mean(jnp.any(c.feasible, axis=-1))):.3f}", f"{ms:.1f}" + (" (compile)" if t == 0 else ""),
+            f"{float(jnp.mean(jnp.any(c.feasible, axis=-1))):.3f}", f"{ms:.1f}" + ("*" if t == 0 else ""),
         )
     console.print(table)
+    console.print("* includes compilation. QPU share: users served by a QPU; feasible: users with a feasible server.")
     per_user = np.asarray(c.per_user)
     console.print(f"last slot: per-user cost median {np.median(per_user):.2f}, "
                   f"max {per_user.max():.2f}; clipped actions {int(jnp.sum(c.clipped_server + c.clipped_phi))}")

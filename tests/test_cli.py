@@ -11,7 +11,7 @@ from meqc_jax.cli import main
 def test_demo_runs_and_prints_breakdown(capsys):
     assert main(["demo", "--users", "3", "--servers", "2", "--slots", "2", "--envs", "8", "--seed", "1"]) == 0
     out = capsys.readouterr().out
-    assert "system cost C" in out and "QPU share" in out and "MEQCEnv(U=3, E=2" in out
+    assert "cost C" in out and "QPU share" in out and "MEQCEnv(U=3, E=2" in out
 
 
 @pytest.mark.parametrize("args, field", [
