@@ -93,6 +93,18 @@ def _is_real(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def _in_range(x, lo, hi, lo_open: bool, integral: bool = False) -> bool:
+    if integral and not (isinstance(x, int) and not isinstance(x, bool)):
+        return False
+    if not _is_real(x):
+        return False
+    return (x > lo if lo_open else x >= lo) and (hi is None or x <= hi)
+
+
+def _range_text(lo, hi, lo_open: bool) -> str:
+    return f"{'(' if lo_open else '['}{lo}, {'inf)' if hi is None else str(hi) + ']'}"
+
+
 @dataclasses.dataclass(frozen=True)
 class SystemConfig:
     """Every knob of the MEQC model (spec sections 1-9), in the paper's units.
@@ -164,51 +176,33 @@ class SystemConfig:
     def _validate(self):
         def integer(name, lo, hi=None):
             v = getattr(self, name)
-            ok = isinstance(v, int) and not isinstance(v, bool) and v >= lo and (hi is None or v <= hi)
-            if not ok:
-                _fail(name, v, f"an integer in [{lo}, {'inf' if hi is None else hi}]")
+            if not _in_range(v, lo, hi, lo_open=False, integral=True):
+                _fail(name, v, f"an integer in {_range_text(lo, hi, lo_open=False)}")
 
         def real(name, lo, hi=None, lo_open=True):
             v = getattr(self, name)
-            bad = not _is_real(v) or (v <= lo if lo_open else v < lo) or (hi is not None and v > hi)
-            if bad:
-                lb = "(" if lo_open else "["
-                _fail(name, v, f"a finite number in {lb}{lo}, {'inf)' if hi is None else str(hi) + ']'}")
+            if not _in_range(v, lo, hi, lo_open):
+                _fail(name, v, f"a finite number in {_range_text(lo, hi, lo_open)}")
 
         def choice(name, options):
             v = getattr(self, name)
             if v not in options:
                 _fail(name, v, "one of " + ", ".join(options))
 
-        def pair(name, lo, hi=None, integral=False, lo_open=True):
+        def values(name, lo, hi=None, integral=False, lo_open=True, pair=False):
+            """A tuple of numbers in range: a (low, high) pair, or a non-empty tuple of choices."""
             v = getattr(self, name)
             kind = "integers" if integral else "finite numbers"
-            lb = "(" if lo_open else "["
-            rng = f"{lb}{lo}, {'inf)' if hi is None else str(hi) + ']'}"
-            allowed = f"a pair (low, high) of {kind} in {rng} with low <= high"
-            if not isinstance(v, tuple) or len(v) != 2:
-                _fail(name, v, allowed)
-            for x in v:
-                if integral and not (isinstance(x, int) and not isinstance(x, bool)):
-                    _fail(name, v, allowed)
-                if not _is_real(x) or (x <= lo if lo_open else x < lo) or (hi is not None and x > hi):
-                    _fail(name, v, allowed)
-            if v[0] > v[1]:
+            rng = _range_text(lo, hi, lo_open)
+            allowed = (f"a pair (low, high) of {kind} in {rng} with low <= high" if pair
+                       else f"a non-empty tuple of {kind} in {rng}")
+            ok = isinstance(v, tuple) and (len(v) == 2 if pair else len(v) > 0)
+            ok = ok and all(_in_range(x, lo, hi, lo_open, integral) for x in v)
+            if not ok or (pair and v[0] > v[1]):
                 _fail(name, v, allowed)
 
-        def choices(name, lo, hi=None, integral=False, lo_open=True):
-            v = getattr(self, name)
-            kind = "integers" if integral else "finite numbers"
-            lb = "(" if lo_open else "["
-            rng = f"{lb}{lo}, {'inf)' if hi is None else str(hi) + ']'}"
-            allowed = f"a non-empty tuple of {kind} in {rng}"
-            if not isinstance(v, tuple) or len(v) == 0:
-                _fail(name, v, allowed)
-            for x in v:
-                if integral and not (isinstance(x, int) and not isinstance(x, bool)):
-                    _fail(name, v, allowed)
-                if not _is_real(x) or (x <= lo if lo_open else x < lo) or (hi is not None and x > hi):
-                    _fail(name, v, allowed)
+        pair = functools.partial(values, pair=True)
+        choices = values
 
         integer("num_users", 1, 65536)
         integer("num_servers", 1, 65536)
