@@ -28,6 +28,10 @@ from meqc_jax.tasks import Scenario, Tasks, compile_ray_tracing, sample_scenario
 # more than QCAP_OBS_CLIP times the largest task's qubits is "plenty" for every task.
 QCAP_OBS_CLIP = 4.0
 
+# Observation layout (spec 10): per-user scalars, the user's gains to every server, per-server vectors.
+_USER_FIELDS = ("f_local", "s", "n", "q", "depth", "p_tx")
+_SERVER_FIELDS = ("f_edge", "qcap", "k")
+
 
 @struct.dataclass
 class EnvState:
@@ -134,35 +138,46 @@ class MEQCEnv:
              f"each server's logical capacity / largest task's qubits, clipped at {QCAP_OBS_CLIP}"),
             ("k", E, float(max(max(si.k_choices), 1)), "linear", "each server's concatenation level / largest"),
         ]
+        assert tuple(x[0] for x in specs) == _USER_FIELDS + ("g",) + _SERVER_FIELDS  # order used by observe()
         fields, start = [], 0
         for name, size, scale, transform, doc in specs:
             fields.append(ObsField(name, start, size, float(scale), transform, doc))
             start += size
         return tuple(fields)
 
-    def raw_observation(self, state: EnvState) -> dict[str, jnp.ndarray]:
-        """The unscaled values behind each observation field (SI units), per user."""
+    def _raw_fields(self, state: EnvState) -> dict[str, jnp.ndarray]:
+        """Unscaled field values at their natural shapes: [U] per user, [U, E] gains, [E] per server."""
         sc, tk = state.scenario, state.tasks
-        U = self.config.num_users
-        qcap = physics.logical_capacity(sc.phys_qubits, sc.k)
-        per_server = lambda x: jnp.broadcast_to(x, (U,) + x.shape)  # noqa: E731
         return {
             "f_local": sc.f_local, "s": tk.s, "n": tk.n, "q": tk.q, "depth": tk.depth, "p_tx": sc.p_tx,
-            "g": tk.g, "f_edge": per_server(sc.f_edge), "qcap": per_server(qcap), "k": per_server(sc.k),
+            "g": tk.g, "f_edge": sc.f_edge, "qcap": physics.logical_capacity(sc.phys_qubits, sc.k), "k": sc.k,
         }
 
+    def raw_observation(self, state: EnvState) -> dict[str, jnp.ndarray]:
+        """The unscaled values behind each observation field (SI units), per user: [U] or [U, size]."""
+        U = self.config.num_users
+        raw = self._raw_fields(state)
+        return {name: (jnp.broadcast_to(x, (U,) + x.shape) if name in _SERVER_FIELDS else x) for name, x in raw.items()}
+
     def observe(self, state: EnvState) -> jnp.ndarray:
-        """Per-user observation (Eq. 16 as fixed by spec 10), shape [U, obs_dim], scaled to O(1)."""
-        raw = self.raw_observation(state)
+        """Per-user observation (Eq. 16 as fixed by spec 10), shape [U, obs_dim], scaled to O(1).
+
+        Layout (`obs_fields`): 6 per-user scalars, the user's E channel gains, then the E-vectors of
+        every server's f_edge, qcap and k, which are the same for all users (computed once and
+        broadcast: the broadcast write is most of this function's cost at large U and E).
+        """
+        raw = self._raw_fields(state)
         si = self.config.si
-        blocks = []
+        scaled = {}
         for f in self.obs_fields:
             x = jnp.asarray(raw[f.name], dtype=float)
-            x = x[:, None] if x.ndim == 1 else x
             if f.transform == "log2":
                 x = jnp.log2(x / si.cycles_base)
             x = x / f.scale
             if f.transform == "linear_clipped":
                 x = jnp.minimum(x, QCAP_OBS_CLIP)
-            blocks.append(x)
-        return jnp.concatenate(blocks, axis=-1)
+            scaled[f.name] = x
+        user = jnp.stack([scaled[n] for n in _USER_FIELDS], axis=-1)  # [U, 6]
+        server = jnp.concatenate([scaled[n] for n in _SERVER_FIELDS])  # [3E]
+        U = self.config.num_users
+        return jnp.concatenate([user, scaled["g"], jnp.broadcast_to(server, (U, server.shape[0]))], axis=-1)
