@@ -7,6 +7,7 @@ in one run (medians over repeats):
   * jax   -- one `jax.jit(jax.vmap(env.step))` call on N instances;
   * floor -- one jitted, vmapped call that only draws the step's random numbers (the same
              samplers: scenario for the auto-reset, tasks, arrival order) and returns them;
+             (step and floor calls alternate, and the ratio is the median of paired ratios);
   * numpy -- `benchmarks/numpy_env.py`, one instance at a time with a loop over users; it is
              timed on min(N, 64) instances (its cost per user-slot does not depend on N).
 Prints the ratios and writes them as JSON (atomically).
@@ -31,6 +32,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from numpy_env import NumpyMEQC  # noqa: E402
 
 from meqc_jax import MEQCEnv, SystemConfig, sample_scenario, sample_tasks  # noqa: E402
+
+
+def paired_times(fn_a, fn_b, min_reps=7, min_total=2.0, max_reps=200):
+    """Alternate fn_a and fn_b so that both see the same machine noise; returns
+    (median a, median b, median of per-repeat a/b ratios, repeats)."""
+    ta, tb = [], []
+    t_start = time.perf_counter()
+    while len(ta) < min_reps or (time.perf_counter() - t_start < min_total and len(ta) < max_reps):
+        for fn, out in ((fn_a, ta), (fn_b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return statistics.median(ta), statistics.median(tb), statistics.median(a / b for a, b in zip(ta, tb)), len(ta)
 
 
 def median_time(fn, min_reps=5, min_total=1.0, max_reps=200):
@@ -63,9 +77,10 @@ def bench_jax(cfg: SystemConfig, n: int):
     jax.block_until_ready(step(step_keys, states, action))
     compile_s = time.perf_counter() - t0
     jax.block_until_ready(floor(step_keys))
-    t_step, reps = median_time(lambda: jax.block_until_ready(step(step_keys, states, action)))
-    t_floor, _ = median_time(lambda: jax.block_until_ready(floor(step_keys)))
-    return {"step_s": t_step, "floor_s": t_floor, "reps": reps, "compile_s": compile_s}
+    t_step, t_floor, ratio, reps = paired_times(
+        lambda: jax.block_until_ready(step(step_keys, states, action)), lambda: jax.block_until_ready(floor(step_keys))
+    )
+    return {"step_s": t_step, "floor_s": t_floor, "ratio": ratio, "reps": reps, "compile_s": compile_s}
 
 
 def bench_numpy(cfg: SystemConfig, n: int):
@@ -150,7 +165,7 @@ def main():
                 "floor_user_slots_per_s": user_slots / j["floor_s"],
                 "numpy_instances_timed": n_np,
                 "numpy_user_slots_per_s": n_np * size / np_res["step_s"],
-                "step_over_floor": j["step_s"] / j["floor_s"],
+                "step_over_floor": j["ratio"],  # median of paired per-repeat ratios
             }
             row["jax_over_numpy"] = row["jax_user_slots_per_s"] / row["numpy_user_slots_per_s"]
             results["rows"].append(row)
