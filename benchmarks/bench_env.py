@@ -16,12 +16,10 @@ Prints the ratios and writes them as JSON (atomically).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 
 import jax
@@ -32,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from numpy_env import NumpyMEQC  # noqa: E402
 
 from meqc_jax import MEQCEnv, SystemConfig, sample_scenario, sample_tasks  # noqa: E402
+from meqc_jax.io import atomic_write_json  # noqa: E402
 
 
 def paired_times(fn_a, fn_b, min_reps=7, min_total=2.0, max_reps=200):
@@ -117,14 +116,6 @@ def check_agreement(cfg: SystemConfig) -> float:
         b = slot_cost(cfg, Scenario(**sc), Tasks(**tk), jnp.asarray(server), jnp.asarray(phi), jax.random.key(0))
         worst = max(worst, abs(float(b.total) - ref) / abs(ref))
     return worst
-
-
-def atomic_write_json(path: str, obj) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
 
 
 def main():

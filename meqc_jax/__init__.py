@@ -6,6 +6,9 @@ Modules, in the order data flows:
     tasks    -- `Scenario`, `Tasks`, their sampling and the ray-tracing task compiler
     cost     -- `slot_cost`, the cost model of Eqs. 1-13
     env      -- `MEQCEnv`, the vectorized multi-agent environment
+    oracle   -- the exact per-slot optimum (closed-form splits + a HiGHS MIP)
+    baselines-- `Policy` and the paper's baselines (local, random, greedy) plus the oracle
+    evaluate -- paired evaluation of policies on common random numbers
 """
 
 from meqc_jax.config import SystemConfig

@@ -10,6 +10,9 @@ import argparse
 import sys
 import time
 
+# Names only: importing meqc_jax.baselines here would import JAX before arguments are checked.
+POLICY_NAMES = ("local", "random_offloading", "random_partitioning", "greedy", "oracle")
+
 
 def _positive_int(name: str, hi: int):
     def parse(text: str) -> int:
@@ -38,6 +41,22 @@ def _build_parser() -> argparse.ArgumentParser:
     d.add_argument("--latency-model", choices=["sum", "parallel"], default="sum")
     d.add_argument("--arbitration", choices=["arrival", "cheapest"], default="arrival")
     d.add_argument("--seed", type=int, default=0)
+
+    ev = sub.add_parser("evaluate", help="evaluate baselines and the oracle on the same slots; write summary.json and per_slot.csv")
+    ev.add_argument("--users", type=_positive_int("--users", 1000), default=10)
+    ev.add_argument("--servers", type=_positive_int("--servers", 1000), default=10)
+    ev.add_argument("--preset", choices=["balanced", "delay", "energy"], default="balanced")
+    ev.add_argument("--policies", default="all", help="'all' or a comma-separated subset of " + ", ".join(POLICY_NAMES))
+    ev.add_argument("--slots", type=_positive_int("--slots", 10**8), default=10_000,
+                    help="total slots evaluated (over all instances), default 10000")
+    ev.add_argument("--envs", type=_positive_int("--envs", 10**6), default=100,
+                    help="parallel instances; each runs ceil(slots / envs) slots (default 100)")
+    ev.add_argument("--energy-model", choices=["paper", "power_time"], default="paper")
+    ev.add_argument("--latency-model", choices=["sum", "parallel"], default="sum")
+    ev.add_argument("--arbitration", choices=["arrival", "cheapest"], default="arrival")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--out", default=None, help="output folder (default runs/evaluate-<time>)")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -97,11 +116,73 @@ def demo(args) -> int:
     return 0
 
 
+def evaluate_cmd(args) -> int:
+    import math
+    import os
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from meqc_jax import SystemConfig
+    from meqc_jax.baselines import parse_policy_names
+    from meqc_jax.evaluate import evaluate
+    from meqc_jax.io import atomic_write_csv, atomic_write_json
+
+    try:
+        names = parse_policy_names(args.policies)
+        config = SystemConfig(
+            num_users=args.users, num_servers=args.servers, preset=args.preset, energy_model=args.energy_model,
+            latency_model=args.latency_model, arbitration=args.arbitration,
+        )
+    except ValueError as e:
+        print(f"meqc evaluate: error: {e}", file=sys.stderr)
+        return 2
+    envs = min(args.envs, args.slots)
+    steps = math.ceil(args.slots / envs)
+    out = args.out or os.path.join("runs", time.strftime("evaluate-%Y%m%d-%H%M%S"))
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    console.print(f"evaluating {', '.join(names)} on U={args.users}, E={args.servers}, preset={args.preset}: "
+                  f"{envs} instances x {steps} slots = {envs * steps} slots, seed {args.seed}")
+    t0 = time.perf_counter()
+    res = evaluate(config, names, num_envs=envs, num_slots=steps, seed=args.seed, progress=not args.no_progress)
+    wall = time.perf_counter() - t0
+
+    table = Table(title=f"Mean slot cost over {envs * steps} paired slots (95 % CI over instances)")
+    cols = ["policy", "cost", "+-95%", "x oracle", "latency s", "energy J", "QPU share", "feasible", "wall s"]
+    for col in cols:
+        table.add_column(col, justify="left" if col == "policy" else "right", no_wrap=True)
+    for name in names:
+        s = res.summary[name]
+        ratio = s.get("ratio_to_oracle")
+        table.add_row(name, f"{s['mean_cost']:.2f}", f"{s['ci95']:.2f}", "-" if ratio is None else f"{ratio:.4f}",
+                      f"{s['mean_latency']:.3f}", f"{s['mean_energy']:.3f}", f"{s['quantum_share']:.4f}",
+                      f"{s['feasible_share']:.4f}", f"{res.wall_s[name]:.1f}")
+    console.print(table)
+    atomic_write_json(os.path.join(out, "summary.json"), {
+        "config": config.to_dict(), "num_envs": envs, "slots_per_env": steps, "seed": args.seed,
+        "policies": names, "summary": res.summary, "wall_s": {"total": wall, **res.wall_s},
+    })
+    rows = []
+    for name in names:
+        m = res.per_slot[name]
+        T, N = m["cost"].shape
+        for t in range(T):
+            for n in range(N):
+                rows.append([name, t, n] + [f"{float(m[k][t, n]):.9g}" for k in
+                                            ("cost", "latency", "energy", "quantum_share", "feasible_share")])
+    atomic_write_csv(os.path.join(out, "per_slot.csv"),
+                     ["policy", "slot", "env", "cost", "latency", "energy", "quantum_share", "feasible_share"], rows)
+    console.print(f"wrote {out}/summary.json and {out}/per_slot.csv ({wall:.1f} s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo(args)
+    if args.command == "evaluate":
+        return evaluate_cmd(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

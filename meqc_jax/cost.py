@@ -118,15 +118,20 @@ def feasibility(si: SIParams, q, depth, profile: physics.QPUProfile):
     return success, physics.feasible(q, profile.qcap[None, :], success, si)
 
 
-def arbitrate(rule: str, server, requested, cost_if_granted, key, num_servers: int):
+def arbitrate(rule: str, server, requested, cost_if_granted, key, num_servers: int, preferred=None):
     """Eq. 13b, spec 8: among each server's QPU requesters exactly one is granted.
 
     `arrival`: a fresh uniformly random arrival order (drawn from `key`), first requester wins.
     `cheapest`: the requester with the lowest whole per-user cost with the QPU wins; ties go to the
     lowest user index (argmin returns the first minimum). `key` is unused.
+    `preferred` (bool [U], optional) overrides the rule for a central planner (the oracle): at each
+    server a preferred requester wins (the lowest-index one if several); a server none of whose
+    requesters is preferred grants its lowest-index requester, so the invariant holds for any input.
     """
     U = server.shape[0]
-    if rule == "arrival":
+    if preferred is not None:
+        priority = jnp.where(jnp.asarray(preferred, dtype=bool), 0.0, 1.0)
+    elif rule == "arrival":
         priority = jax.random.uniform(key, (U,))
     else:
         priority = cost_if_granted
@@ -137,13 +142,16 @@ def arbitrate(rule: str, server, requested, cost_if_granted, key, num_servers: i
 
 
 # ---------------------------------------------------------------------------- slot cost
-def slot_cost(config: SystemConfig, scenario: Scenario, tasks: Tasks, server, phi, key) -> CostBreakdown:
+def slot_cost(
+    config: SystemConfig, scenario: Scenario, tasks: Tasks, server, phi, key, preferred=None
+) -> CostBreakdown:
     """Cost of one slot for the joint action (server [U], phi [U]): Eq. 12 under Eq. 13b.
 
     Every user pays its local part; its offloaded part runs on the QPU of `server[u]` if it is
     granted (spec 8: it requested, i.e. phi < 1 and Eq. 11 holds, and won the arbitration),
     else on that server's CPUs. U and E are read from the arrays' shapes; of `config` only the
     constants and the three model options are used. `key` drives the `arrival` rule only.
+    `preferred` (bool [U]) lets a central planner pick each server's QPU winner (see `arbitrate`).
     """
     si = config.si
     E = scenario.f_edge.shape[0]
@@ -165,7 +173,7 @@ def slot_cost(config: SystemConfig, scenario: Scenario, tasks: Tasks, server, ph
     cost_q, lat_q, en_q = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_o + d_q, e_o + e_q)
 
     requested = (phi < 1.0) & feasible[jnp.arange(U), server]
-    granted = arbitrate(config.arbitration, server, requested, cost_q, key, E)
+    granted = arbitrate(config.arbitration, server, requested, cost_q, key, E, preferred)
     per_user = jnp.where(granted, cost_q, cost_c)
     return CostBreakdown(
         total=jnp.sum(per_user),
@@ -182,12 +190,8 @@ def slot_cost(config: SystemConfig, scenario: Scenario, tasks: Tasks, server, ph
     )
 
 
-def option_costs(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi) -> OptionCosts:
-    """Whole per-user cost of every option at local fraction `phi` ([U] or [U, E]), spec 11.
-
-    `classical[u, e]`: the offloaded part on e's CPUs; `quantum[u, e]`: on e's QPU (meaningful
-    where `feasible[u, e]`). These are the terms `slot_cost` gathers for the chosen servers.
-    """
+def _option_terms(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi):
+    """Latency and energy terms of every (user, server) option at `phi` (broadcast to [U, E])."""
     si = config.si
     profile = physics.qpu_profile(si, scenario.phys_qubits, scenario.k, tasks.t1_slot)
     _, feasible = feasibility(si, tasks.q, tasks.depth, profile)
@@ -202,7 +206,72 @@ def option_costs(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi) ->
         si, config.energy_model, col(tasks.s), col(tasks.q), phi,
         row(profile.latency_per_unit), row(profile.power_per_unit),
     )
-    lam_d, lam_e = col(scenario.lam_d), col(scenario.lam_e)
-    classical, _, _ = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_o + d_e, e_o + e_e)
-    quantum, _, _ = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_o + d_q, e_o + e_q)
+    return feasible, (d_l, e_l), (d_o + d_e, e_o + e_e), (d_o + d_q, e_o + e_q)
+
+
+def option_costs(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi) -> OptionCosts:
+    """Whole per-user cost of every option at local fraction `phi` ([U] or [U, E]), spec 11.
+
+    `classical[u, e]`: the offloaded part on e's CPUs; `quantum[u, e]`: on e's QPU (meaningful
+    where `feasible[u, e]`). These are the terms `slot_cost` gathers for the chosen servers.
+    """
+    feasible, (d_l, e_l), (d_c, e_c), (d_q, e_q) = _option_terms(config, scenario, tasks, phi)
+    lam_d, lam_e = scenario.lam_d[:, None], scenario.lam_e[:, None]
+    classical, _, _ = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_c, e_c)
+    quantum, _, _ = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_q, e_q)
     return OptionCosts(classical=classical, quantum=quantum, feasible=feasible)
+
+
+# A QPU "holder" with phi -> 1 costs (in the limit) exactly the local cost; replaying that choice
+# needs phi < 1 to request the QPU, so it is replayed at the largest float32 step below 1 that keeps
+# 1 - phi exact (2^-23): the replay exceeds the limit by 2^-23 (c_Q(phi=0) - c_L) per holder.
+HOLD_PHI = 1.0 - 2.0**-23
+
+
+@struct.dataclass
+class OptionTable:
+    """Each user's best cost per option with its best phi in closed form (spec 11), for planners.
+
+    Under `sum` the cost is linear in phi, so the best phi is 0 or 1; under `parallel` it is convex
+    piecewise linear, with its kink where the local and offloaded latencies meet,
+    phi* = D_off / (D_local + D_off), so the best phi is 0, phi* or 1. The value at phi = 1 is the
+    local cost; for the quantum option it is the limit phi -> 1 (holding the QPU at no extra cost),
+    replayed at `HOLD_PHI`.
+    """
+
+    local: jnp.ndarray  # [U] cost with phi = 1
+    classical: jnp.ndarray  # [U, E] best cost offloading to e's CPUs
+    quantum: jnp.ndarray  # [U, E] best cost offloading to e's QPU (only meaningful where feasible)
+    phi_classical: jnp.ndarray  # [U, E] the phi achieving `classical`
+    phi_quantum: jnp.ndarray  # [U, E] the phi achieving `quantum` (HOLD_PHI for the limit)
+    feasible: jnp.ndarray  # [U, E] bool, Eq. 11
+
+
+def option_table(config: SystemConfig, scenario: Scenario, tasks: Tasks) -> OptionTable:
+    """Best split per user and option in closed form (spec 11): the input of the oracle's MIP."""
+    U, E = tasks.g.shape
+    zeros = jnp.zeros((U, E))
+    feasible, (d_l1, _), _, _ = _option_terms(config, scenario, tasks, jnp.ones(U))  # local latency at phi = 1
+    _, _, (d_c0, _), (d_q0, _) = _option_terms(config, scenario, tasks, zeros)  # offload latencies at phi = 0
+    at0 = option_costs(config, scenario, tasks, zeros)
+    local = option_costs(config, scenario, tasks, jnp.ones(U)).classical[:, 0]
+    cands_c = [(at0.classical, zeros)]
+    cands_q = [(at0.quantum, zeros)]
+    if config.latency_model == "parallel":
+        kink_c = d_c0 / (d_l1 + d_c0)
+        kink_q = d_q0 / (d_l1 + d_q0)
+        cands_c.append((option_costs(config, scenario, tasks, kink_c).classical, kink_c))
+        cands_q.append((option_costs(config, scenario, tasks, kink_q).quantum, kink_q))
+    cands_c.append((jnp.broadcast_to(local[:, None], (U, E)), jnp.ones((U, E))))
+    cands_q.append((jnp.broadcast_to(local[:, None], (U, E)), jnp.full((U, E), HOLD_PHI)))
+
+    def best(cands):
+        costs = jnp.stack([c for c, _ in cands])
+        phis = jnp.stack([p for _, p in cands])
+        i = jnp.argmin(costs, axis=0)
+        return jnp.take_along_axis(costs, i[None], 0)[0], jnp.take_along_axis(phis, i[None], 0)[0]
+
+    classical, phi_c = best(cands_c)
+    quantum, phi_q = best(cands_q)
+    return OptionTable(local=local, classical=classical, quantum=quantum, phi_classical=phi_c,
+                       phi_quantum=phi_q, feasible=feasible)

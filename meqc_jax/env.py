@@ -98,11 +98,16 @@ class MEQCEnv:
         """Price the joint action on the current slot, then move to the next slot (or a new episode).
 
         Returns (obs [U, D], next_state, reward [U], done [], info) where info = {"cost":
-        CostBreakdown of the priced slot, "slot": its index}.
+        CostBreakdown of the priced slot, "slot": its index}. A central planner (the oracle) may
+        pass a third action element, `preferred` bool [U]: its choice of each server's QPU winner
+        (see `cost.arbitrate`); agents pass `(server, phi)` and the configured rule decides.
         """
-        server, phi = action
+        server, phi = action[0], action[1]
+        preferred = action[2] if len(action) > 2 else None
         k_arb, k_tasks, k_scen = jax.random.split(key, 3)
-        breakdown: CostBreakdown = slot_cost(self.config, state.scenario, state.tasks, server, phi, k_arb)
+        breakdown: CostBreakdown = slot_cost(
+            self.config, state.scenario, state.tasks, server, phi, k_arb, preferred
+        )
         done = state.t + 1 >= self.config.slots_per_episode
         # Automatic reset: a new scenario is drawn every step and kept only at an episode's end
         # (under vmap a lax.cond would evaluate both branches anyway).

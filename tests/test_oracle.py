@@ -1,0 +1,75 @@
+"""The exact oracle: agreement with brute-force enumeration, lower bound, replay."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import as_numpy, random_instance
+from meqc_jax import SystemConfig, slot_cost
+from meqc_jax.baselines import oracle_cost
+from meqc_jax.cost import HOLD_PHI, option_table
+from meqc_jax.oracle import CLASSICAL, LOCAL, QUANTUM, decisions_to_action, solve_slot
+from reference_numpy import constants, user_option
+
+OPTIONS = [dict(energy_model=em, latency_model=lm) for em in ("paper", "power_time") for lm in ("sum", "parallel")]
+
+
+def _best_over_phi(f, allow_one=True):
+    """min over phi in [0, 1] of a convex piecewise-linear f: ternary search plus both end points.
+    (For the quantum option phi = 1 is the limit phi -> 1, i.e. holding the QPU.)"""
+    lo, hi = 0.0, 1.0
+    for _ in range(80):  # (2/3)^80 < 1e-14
+        m1, m2 = lo + (hi - lo) / 3, hi - (hi - lo) / 3
+        if f(m1) <= f(m2):
+            hi = m2
+        else:
+            lo = m1
+    return min(f(0.0), f(1.0), f((lo + hi) / 2))
+
+
+def brute_force(cfg, sc, tk):
+    """Enumerate every assignment of users to {local, classical at e, quantum at e} with each
+    option's split found numerically from the reference cost functions; keep valid ones."""
+    c = constants(cfg)
+    U, E = len(sc["f_local"]), len(sc["f_edge"])
+    local = [user_option(cfg, c, sc, tk, u, 0, 1.0)[0][2] for u in range(U)]
+    feas = [[user_option(cfg, c, sc, tk, u, e, 0.0)[2] for e in range(E)] for u in range(U)]
+    cls = [[_best_over_phi(lambda p: user_option(cfg, c, sc, tk, u, e, p)[0][2]) for e in range(E)] for u in range(U)]
+    qua = [[_best_over_phi(lambda p: user_option(cfg, c, sc, tk, u, e, p)[1][2]) for e in range(E)] for u in range(U)]
+    choices = [("L", None)] + [("C", e) for e in range(E)] + [("Q", e) for e in range(E)]
+    best = np.inf
+    for assign in itertools.product(choices, repeat=U):
+        holders = [e for m, e in assign if m == "Q"]
+        if len(set(holders)) != len(holders):
+            continue
+        if any(m == "Q" and not feas[u][e] for u, (m, e) in enumerate(assign)):
+            continue
+        if any(m == "C" and feas[u][e] and e not in holders for u, (m, e) in enumerate(assign)):
+            continue
+        total = sum(local[u] if m == "L" else (cls[u][e] if m == "C" else qua[u][e]) for u, (m, e) in enumerate(assign))
+        best = min(best, total)
+    return best
+
+
+@pytest.mark.parametrize("opts", OPTIONS, ids=lambda o: "-".join(o.values()))
+def test_oracle_equals_brute_force(opts):
+    cfg = SystemConfig(**opts)
+    rng = np.random.default_rng(abs(hash(tuple(opts.values()))) % 2**32)
+    disagreements, contested = [], 0
+    for i in range(30):
+        U, E = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        if U * E > 9:
+            U = min(U, 3)
+        sc, tk = random_instance(rng, U, E, quantum_friendly=True)
+        value = oracle_cost(cfg, sc, tk)
+        bf = brute_force(cfg, as_numpy(sc), as_numpy(tk))
+        if abs(value - bf) > 1e-4 * abs(bf):
+            disagreements.append((i, U, E, value, bf))
+        t = option_table(cfg, sc, tk)
+        _, mode, _ = solve_slot(t.local, t.classical, t.quantum, t.feasible)
+        contested += int(np.sum(mode == QUANTUM) > 0)
+    assert not disagreements, disagreements
+    assert contested > 5  # the QPU path is exercised
