@@ -27,34 +27,48 @@ def _positive_int(name: str, hi: int):
     return parse
 
 
+class CLIError(Exception):
+    """A bad argument found after parsing; `main` prints it as one line and exits with 2."""
+
+
+def _add_system_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--users", type=_positive_int("--users", 1000), default=10)
+    p.add_argument("--servers", type=_positive_int("--servers", 1000), default=10)
+    p.add_argument("--preset", choices=["balanced", "delay", "energy"], default="balanced")
+    p.add_argument("--energy-model", choices=["paper", "power_time"], default="paper")
+    p.add_argument("--latency-model", choices=["sum", "parallel"], default="sum")
+    p.add_argument("--arbitration", choices=["arrival", "cheapest"], default="arrival")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _config_from_args(args):
+    from meqc_jax import SystemConfig
+
+    try:
+        return SystemConfig(
+            num_users=args.users, num_servers=args.servers, preset=args.preset, energy_model=args.energy_model,
+            latency_model=args.latency_model, arbitration=args.arbitration,
+        )
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+
+
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="meqc", description="Mobile edge-quantum computing offloading, in JAX.")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="build the env, run a few slots with a random policy, print the cost breakdown")
-    d.add_argument("--users", type=_positive_int("--users", 1000), default=10)
-    d.add_argument("--servers", type=_positive_int("--servers", 1000), default=10)
+    _add_system_args(d)
     d.add_argument("--slots", type=_positive_int("--slots", 100_000), default=5)
     d.add_argument("--envs", type=_positive_int("--envs", 1_000_000), default=1024,
                    help="parallel instances stepped in one jitted call (default 1024)")
-    d.add_argument("--preset", choices=["balanced", "delay", "energy"], default="balanced")
-    d.add_argument("--energy-model", choices=["paper", "power_time"], default="paper")
-    d.add_argument("--latency-model", choices=["sum", "parallel"], default="sum")
-    d.add_argument("--arbitration", choices=["arrival", "cheapest"], default="arrival")
-    d.add_argument("--seed", type=int, default=0)
 
     ev = sub.add_parser("evaluate", help="evaluate baselines and the oracle on the same slots; write summary.json and per_slot.csv")
-    ev.add_argument("--users", type=_positive_int("--users", 1000), default=10)
-    ev.add_argument("--servers", type=_positive_int("--servers", 1000), default=10)
-    ev.add_argument("--preset", choices=["balanced", "delay", "energy"], default="balanced")
+    _add_system_args(ev)
     ev.add_argument("--policies", default="all", help="'all' or a comma-separated subset of " + ", ".join(POLICY_NAMES))
     ev.add_argument("--slots", type=_positive_int("--slots", 10**8), default=10_000,
                     help="total slots evaluated (over all instances), default 10000")
     ev.add_argument("--envs", type=_positive_int("--envs", 10**6), default=100,
                     help="parallel instances; each runs ceil(slots / envs) slots (default 100)")
-    ev.add_argument("--energy-model", choices=["paper", "power_time"], default="paper")
-    ev.add_argument("--latency-model", choices=["sum", "parallel"], default="sum")
-    ev.add_argument("--arbitration", choices=["arrival", "cheapest"], default="arrival")
-    ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--out", default=None, help="output folder (default runs/evaluate-<time>)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -68,16 +82,9 @@ def demo(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from meqc_jax import MEQCEnv, SystemConfig
+    from meqc_jax import MEQCEnv
 
-    try:
-        config = SystemConfig(
-            num_users=args.users, num_servers=args.servers, preset=args.preset, energy_model=args.energy_model,
-            latency_model=args.latency_model, arbitration=args.arbitration,
-        )
-    except ValueError as e:
-        print(f"meqc demo: error: {e}", file=sys.stderr)
-        return 2
+    config = _config_from_args(args)
     env = MEQCEnv(config)
     U, E, N = config.num_users, config.num_servers, args.envs
     console = Console()
@@ -123,20 +130,15 @@ def evaluate_cmd(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from meqc_jax import SystemConfig
     from meqc_jax.baselines import parse_policy_names
     from meqc_jax.evaluate import evaluate
     from meqc_jax.io import atomic_write_csv, atomic_write_json
 
     try:
         names = parse_policy_names(args.policies)
-        config = SystemConfig(
-            num_users=args.users, num_servers=args.servers, preset=args.preset, energy_model=args.energy_model,
-            latency_model=args.latency_model, arbitration=args.arbitration,
-        )
     except ValueError as e:
-        print(f"meqc evaluate: error: {e}", file=sys.stderr)
-        return 2
+        raise CLIError(str(e)) from None
+    config = _config_from_args(args)
     envs = min(args.envs, args.slots)
     steps = math.ceil(args.slots / envs)
     out = args.out or os.path.join("runs", time.strftime("evaluate-%Y%m%d-%H%M%S"))
@@ -179,12 +181,12 @@ def evaluate_cmd(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        return demo(args)
-    if args.command == "evaluate":
-        return evaluate_cmd(args)
-    parser.error(f"unknown command {args.command}")
-    return 2
+    commands = {"demo": demo, "evaluate": evaluate_cmd}
+    try:
+        return commands[args.command](args)
+    except CLIError as e:
+        print(f"meqc {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
