@@ -71,6 +71,24 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="parallel instances; each runs ceil(slots / envs) slots (default 100)")
     ev.add_argument("--out", default=None, help="output folder (default runs/evaluate-<time>)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    tr = sub.add_parser("train", help="train the hybrid multi-agent PPO learner; write metrics, curve, checkpoints, summary")
+    _add_system_args(tr)
+    tr.add_argument("--policy", choices=["mlp"], default="mlp", help="actor-critic torso")
+    tr.add_argument("--epochs", type=_positive_int("--epochs", 10**6), default=250, help="epochs of 500 slots (paper: 250)")
+    tr.add_argument("--seeds", type=_positive_int("--seeds", 1000), default=1, help="independent runs (seeds seed..seed+S-1)")
+    tr.add_argument("--envs", type=_positive_int("--envs", 2**20), default=None, help="parallel environments (default 64)")
+    tr.add_argument("--hparams", choices=["project", "paper"], default="project",
+                    help="'paper': discount 0.95 and the shared reward; 'project' (default): measured best")
+    tr.add_argument("--reward", choices=["own", "shared"], default=None, help="override the hparams' reward")
+    tr.add_argument("--slots-per-epoch", type=_positive_int("--slots-per-epoch", 10**6), default=500)
+    tr.add_argument("--minibatches", type=_positive_int("--minibatches", 2**20), default=None)
+    tr.add_argument("--chunk", type=_positive_int("--chunk", 10**6), default=10, help="epochs per jitted chunk/checkpoint")
+    tr.add_argument("--eval-slots", type=_positive_int("--eval-slots", 10**8), default=10_000,
+                    help="held-out slots for the final paired evaluation (default 10000)")
+    tr.add_argument("--out", default=None, help="output folder (default runs/train-<time>)")
+    tr.add_argument("--no-resume", action="store_true", help="ignore checkpoints already in --out")
+    tr.add_argument("--no-progress", action="store_true")
     return p
 
 
@@ -178,10 +196,86 @@ def evaluate_cmd(args) -> int:
     return 0
 
 
+def train_cmd(args) -> int:
+    import math
+    import os
+
+    import numpy as np
+    from rich.console import Console
+
+    from meqc_jax.baselines import POLICY_NAMES as ALL
+    from meqc_jax.evaluate import evaluate
+    from meqc_jax.io import atomic_write_csv, atomic_write_json
+    from meqc_jax.plots import plot_learning_curve
+    from meqc_jax.ppo import METRIC_NAMES, PPOConfig, fit, make_train, seed_params
+
+    config = _config_from_args(args).replace(slots_per_episode=args.slots_per_epoch)
+    overrides = {"epochs": args.epochs, "torso": args.policy}
+    for name, value in (("num_envs", args.envs), ("reward", args.reward), ("num_minibatches", args.minibatches)):
+        if value is not None:
+            overrides[name] = value
+    try:
+        ppo = PPOConfig.preset(args.hparams, **overrides)
+        trainer = make_train(config, ppo)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    out = args.out or os.path.join("runs", time.strftime("train-%Y%m%d-%H%M%S"))
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    atomic_write_json(os.path.join(out, "config.json"), {"system": config.to_dict(), "ppo": ppo.to_dict(),
+                                                          "seeds": seeds, "reward_scale": trainer.scale})
+    console.print(f"training {args.policy} PPO ({args.hparams} hparams, reward {ppo.reward}, discount {ppo.gamma}) "
+                  f"on U={config.num_users}, E={config.num_servers}, preset={config.preset}: {ppo.epochs} epochs x "
+                  f"{config.slots_per_episode} slots x {ppo.num_envs} envs, seeds {seeds}")
+
+    def write_metrics(done, metrics, elapsed):
+        rows = [[s, e + 1] + [f"{float(v):.9g}" for v in metrics[i, e]]
+                for i, s in enumerate(seeds) for e in range(metrics.shape[1])]
+        atomic_write_csv(os.path.join(out, "metrics.csv"), ["seed", "epoch", *METRIC_NAMES], rows)
+
+    t0 = time.perf_counter()
+    try:
+        state, metrics = fit(trainer, seeds, chunk=args.chunk, ckpt_dir=os.path.join(out, "checkpoints"),
+                             resume=not args.no_resume, progress=not args.no_progress, on_chunk=write_metrics)
+    except FloatingPointError as e:
+        raise CLIError(str(e)) from None
+    train_wall = time.perf_counter() - t0
+    write_metrics(ppo.epochs, metrics, train_wall)
+
+    envs = min(100, args.eval_slots)
+    steps = math.ceil(args.eval_slots / envs)
+    learned = [trainer.policy(seed_params(state, i), name=f"{args.policy}_seed{s}") for i, s in enumerate(seeds)]
+    t1 = time.perf_counter()
+    res = evaluate(config, [*learned, *ALL], num_envs=envs, num_slots=steps, seed=args.seed + 1_000_003,
+                   progress=not args.no_progress)
+    eval_wall = time.perf_counter() - t1
+    per_seed = {p.name: res.summary[p.name]["mean_cost"] for p in learned}
+    policy_cost = float(np.mean(list(per_seed.values())))
+    summary = {
+        "policy": args.policy, "hparams": args.hparams, "reward": ppo.reward, "gamma": ppo.gamma,
+        "policy_cost": policy_cost, "policy_cost_per_seed": per_seed,
+        "oracle_cost": res.summary["oracle"]["mean_cost"],
+        "ratio_to_oracle": policy_cost / res.summary["oracle"]["mean_cost"],
+        "baselines": {b: res.summary[b]["mean_cost"] for b in ALL if b != "oracle"},
+        "evaluation": res.summary, "eval_slots": envs * steps, "epochs": ppo.epochs, "seeds": seeds,
+        "wall_s": train_wall + eval_wall, "train_wall_s": train_wall, "eval_wall_s": eval_wall,
+        "wall_s_per_epoch": train_wall / max(ppo.epochs, 1),
+    }
+    atomic_write_json(os.path.join(out, "summary.json"), summary)
+    plot_learning_curve(os.path.join(out, "learning_curve.png"), metrics[..., METRIC_NAMES.index("cost")],
+                        summary["baselines"], summary["oracle_cost"], policy_cost,
+                        title=f"U={config.num_users}, E={config.num_servers}, {config.preset}, {args.policy}, "
+                              f"{args.hparams} hparams")
+    console.print(f"policy {policy_cost:.2f} = {summary['ratio_to_oracle']:.4f} x oracle {summary['oracle_cost']:.2f}; "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in summary["baselines"].items()))
+    console.print(f"train {train_wall:.1f} s ({summary['wall_s_per_epoch']:.2f} s/epoch), eval {eval_wall:.1f} s; wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    commands = {"demo": demo, "evaluate": evaluate_cmd}
+    commands = {"demo": demo, "evaluate": evaluate_cmd, "train": train_cmd}
     try:
         return commands[args.command](args)
     except CLIError as e:

@@ -132,6 +132,8 @@ def arbitrate(rule: str, server, requested, cost_if_granted, key, num_servers: i
     if preferred is not None:
         priority = jnp.where(jnp.asarray(preferred, dtype=bool), 0.0, 1.0)
     elif rule == "arrival":
+        if key is None:
+            raise ValueError("slot_cost: arbitration='arrival' draws the arrival order from `key`; got key=None")
         priority = jax.random.uniform(key, (U,))
     else:
         priority = cost_if_granted

@@ -1,0 +1,69 @@
+"""Per-agent hybrid actor-critic networks (paper Section IV-B, Fig. 3).
+
+Each device's agent holds two actor-critics with their own torsos:
+  * discrete: a categorical policy over the E servers (Eq. 19) and its value V^D;
+  * continuous: a Gaussian policy over the local fraction (Eq. 20) and its value V^C.
+The torso is swappable (`torso="mlp"` now; the VQC torso plugs in with the same interface).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+
+class MLPTorso(nn.Module):
+    """The paper's torso: fully connected layers of 256 units (two by default), tanh activations."""
+
+    hidden: Sequence[int] = (256, 256)
+
+    @nn.compact
+    def __call__(self, x):
+        for width in self.hidden:
+            x = nn.tanh(nn.Dense(width, kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)))(x))
+        return x
+
+
+@struct.dataclass
+class HybridOutput:
+    """Network outputs for one or more agents (leading axes broadcast)."""
+
+    logits: jnp.ndarray  # [..., E] categorical over servers (Eq. 19)
+    mean: jnp.ndarray  # [...] Gaussian mean of the pre-clip local fraction (Eq. 20)
+    log_std: jnp.ndarray  # [...] Gaussian log standard deviation (state-independent parameter)
+    value_d: jnp.ndarray  # [...] V^D, the discrete critic
+    value_c: jnp.ndarray  # [...] V^C, the continuous critic
+
+
+def make_torso(kind: str, hidden: Sequence[int]) -> nn.Module:
+    if kind == "mlp":
+        return MLPTorso(hidden=tuple(hidden))
+    raise ValueError(f"unknown torso {kind!r}: allowed mlp")
+
+
+class HybridActorCritic(nn.Module):
+    """One agent's discrete and continuous actor-critics (Fig. 3). Apply per agent (vmap over agents)."""
+
+    num_servers: int
+    torso: str = "mlp"
+    hidden: Sequence[int] = (256, 256)
+    init_log_std: float = -0.5
+    init_mean: float = 0.5
+
+    @nn.compact
+    def __call__(self, obs) -> HybridOutput:
+        small = nn.initializers.orthogonal(0.01)  # near-uniform initial policies
+        unit = nn.initializers.orthogonal(1.0)
+        z_d = make_torso(self.torso, self.hidden)(obs)
+        logits = nn.Dense(self.num_servers, kernel_init=small, name="logits")(z_d)
+        value_d = nn.Dense(1, kernel_init=unit, name="value_d")(z_d)[..., 0]
+        z_c = make_torso(self.torso, self.hidden)(obs)
+        mean = nn.Dense(1, kernel_init=small, bias_init=nn.initializers.constant(self.init_mean), name="mean")(z_c)[..., 0]
+        value_c = nn.Dense(1, kernel_init=unit, name="value_c")(z_c)[..., 0]
+        log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), ())
+        return HybridOutput(logits=logits, mean=mean, log_std=jnp.broadcast_to(log_std, mean.shape),
+                            value_d=value_d, value_c=value_c)

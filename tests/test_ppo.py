@@ -1,0 +1,184 @@
+"""Hybrid multi-agent PPO: distribution maths, learning signal, seeds, exact resume, NaN stop, CLI."""
+
+import json
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from meqc_jax import SystemConfig
+from meqc_jax.agents import HybridActorCritic, hybrid_entropy, hybrid_log_prob, sample_hybrid
+from meqc_jax.agents.networks import HybridOutput
+from meqc_jax.evaluate import evaluate
+from meqc_jax.ppo import METRIC_NAMES, PPOConfig, fit, make_train, seed_params
+
+SYS = SystemConfig(num_users=3, num_servers=2, slots_per_episode=16)
+TINY = dict(num_envs=4, num_minibatches=4, hidden=(32, 32))
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    return make_train(SYS, PPOConfig(epochs=4, **TINY), scale=100.0)
+
+
+def test_network_shapes_and_per_agent_parameters(trainer):
+    params = trainer.init_params(jax.random.key(0))
+    leaves = jax.tree.leaves(params)
+    assert all(x.shape[0] == 3 for x in leaves)  # stacked over agents
+    assert not np.allclose(leaves[-1][0], leaves[-1][1])  # independently initialized
+    out = trainer.apply(params, jnp.zeros((5, 3, trainer.obs_dim)))
+    assert out.logits.shape == (5, 3, 2) and out.mean.shape == (5, 3) and out.value_d.shape == (5, 3)
+
+
+def test_hybrid_log_prob_and_entropy_match_sampling():
+    out = HybridOutput(logits=jnp.array([[0.3, -1.0, 0.8]]), mean=jnp.array([0.4]), log_std=jnp.array([-0.7]),
+                       value_d=jnp.zeros(1), value_c=jnp.zeros(1))
+    n = 200_000
+    keys = jax.random.split(jax.random.key(0), n)
+    server, x = jax.vmap(lambda k: sample_hybrid(k, out))(keys)
+    # categorical frequencies vs softmax; Gaussian moments of the pre-clip sample
+    np.testing.assert_allclose(np.bincount(np.asarray(server[:, 0]), minlength=3) / n,
+                               np.asarray(jax.nn.softmax(out.logits[0])), atol=5e-3)
+    assert float(jnp.mean(x)) == pytest.approx(0.4, abs=5e-3)
+    assert float(jnp.std(x)) == pytest.approx(math.exp(-0.7), rel=1e-2)
+    # Eq. 18: joint entropy = E[-log pi] estimated by sampling
+    logp_d, logp_c = jax.vmap(lambda s, xx: hybrid_log_prob(out, s, xx))(server, x)
+    h_d, h_c = hybrid_entropy(out)
+    assert float(-jnp.mean(logp_d)) == pytest.approx(float(h_d[0]), rel=1e-2)
+    assert float(-jnp.mean(logp_c)) == pytest.approx(float(h_c[0]), rel=1e-2)
+    # normalized: the categorical sums to one, the Gaussian density integrates to one
+    assert float(jnp.sum(jnp.exp(jax.nn.log_softmax(out.logits)))) == pytest.approx(1.0, abs=1e-6)
+    grid = jnp.linspace(-4, 5, 20001)
+    dens = jnp.exp(jax.vmap(lambda g: hybrid_log_prob(out, jnp.array([0]), jnp.array([g]))[1][0])(grid))
+    assert float(jnp.trapezoid(dens, grid)) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_training_runs_finite_and_loss_terms_reported(trainer):
+    state, m = jax.jit(trainer)(jax.random.key(0))
+    m = np.asarray(m)
+    assert m.shape == (4, len(METRIC_NAMES)) and np.all(np.isfinite(m))
+    assert np.all(m[:, METRIC_NAMES.index("nonfinite")] == 0)
+    assert int(state.epoch) == 4
+
+
+def test_update_improves_the_objective_on_a_fixed_batch():
+    tr = make_train(SYS, PPOConfig(epochs=1, **TINY), scale=100.0)
+    st = tr.init(jax.random.key(1))
+    key = jax.random.key(2)
+    env_state, obs, traj, _ = tr._rollout(st.params, st.env_state, st.obs, key)
+    last = tr.apply(st.params, obs)
+    adv_d, tgt_d = tr._gae(traj.value_d, last.value_d, traj.reward, traj.done)
+    adv_c, tgt_c = tr._gae(traj.value_c, last.value_c, traj.reward, traj.done)
+    data = {"obs": traj.obs, "server": traj.server, "x": traj.x, "logp_d": traj.logp_d, "logp_c": traj.logp_c,
+            "adv_d": adv_d, "adv_c": adv_c, "target_d": tgt_d, "target_c": tgt_c}
+    flat = jax.tree.map(lambda a: jnp.moveaxis(a.reshape((-1,) + a.shape[2:]), 1, 0), data)  # [U, B, ...]
+
+    def total_loss(params):
+        return float(jnp.sum(jax.vmap(lambda p, d: tr._agent_loss(p, d)[0])(params, flat)))
+
+    before = total_loss(st.params)
+    params = st.params
+    opt_state = st.opt_state
+    for i in range(5):
+        params, opt_state, _ = tr._update(params, opt_state, data, jax.random.key(10 + i))
+    assert total_loss(params) < before
+
+
+def test_gae_with_zero_discount_is_reward_minus_value(trainer):
+    v = jnp.ones((5, 2, 3))
+    r = jnp.arange(30.0).reshape(5, 2, 3)
+    d = jnp.zeros((5, 2), bool)
+    tr0 = make_train(SYS, PPOConfig(gamma=0.0, **TINY), scale=100.0)
+    adv, target = tr0._gae(v, jnp.ones((2, 3)), r, d)
+    np.testing.assert_allclose(adv, r - 1.0)
+    np.testing.assert_allclose(target, r)
+    tr1 = make_train(SYS, PPOConfig(gamma=0.5, gae_lambda=1.0, **TINY), scale=100.0)
+    adv1, _ = tr1._gae(jnp.zeros((2, 1, 1)), jnp.zeros((1, 1)), jnp.ones((2, 1, 1)), jnp.array([[False], [True]]))
+    np.testing.assert_allclose(np.asarray(adv1).ravel(), [1.5, 1.0])  # the done flag cuts the bootstrap
+
+
+def test_seeds_in_fit_equal_separate_runs_and_resume_is_exact(tmp_path, trainer):
+    state_ab, m_ab = fit(trainer, [0, 1], chunk=4)
+    state_b, m_b = fit(trainer, [1], chunk=4)
+    np.testing.assert_array_equal(m_ab[1], m_b[0])
+    for x, y in zip(jax.tree.leaves(seed_params(state_ab, 1)), jax.tree.leaves(seed_params(state_b, 0))):
+        np.testing.assert_array_equal(x, y)
+    # the same seed trained in one piece equals the unbatched trainer(key)
+    _, m_direct = jax.jit(trainer)(jax.random.key(1))
+    np.testing.assert_array_equal(m_b[0], np.asarray(m_direct))
+    # checkpoint every 2 epochs, drop the last checkpoint, resume: bit-identical
+    ck = tmp_path / "ck"
+    fit(trainer, [0, 1], chunk=2, ckpt_dir=str(ck))
+    assert sorted(os.listdir(ck)) == ["epoch_000002", "epoch_000004"]
+    import shutil
+
+    shutil.rmtree(ck / "epoch_000004")
+    state_r, m_r = fit(trainer, [0, 1], chunk=2, ckpt_dir=str(ck))
+    np.testing.assert_array_equal(m_r, m_ab)
+    for x, y in zip(jax.tree.leaves(state_r.params), jax.tree.leaves(state_ab.params)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_nan_stops_training_naming_the_epoch():
+    tr = make_train(SYS, PPOConfig(epochs=3, **TINY), scale=100.0)
+    bad = make_train(SYS, PPOConfig(epochs=3, **TINY), scale=float("nan"))  # NaN rewards -> NaN losses
+    with pytest.raises(FloatingPointError, match=r"epoch 1 \(seed 0\)"):
+        fit(bad, [0], chunk=3)
+    fit(tr, [0], chunk=3)  # the same config with a finite scale is fine
+
+
+def test_shared_parameters_option():
+    tr = make_train(SYS, PPOConfig(epochs=2, shared_params=True, **TINY), scale=100.0)
+    params = tr.init_params(jax.random.key(0))
+    assert jax.tree.leaves(params)[0].ndim <= 2  # not stacked over agents
+    assert tr.obs_dim == MEQC_OBS + 3
+    _, m = jax.jit(tr)(jax.random.key(0))
+    assert np.all(np.isfinite(np.asarray(m)))
+
+
+MEQC_OBS = 6 + 4 * 2
+
+
+def test_tiny_training_beats_random_policy():
+    sys10 = SystemConfig(num_users=4, num_servers=3, slots_per_episode=50)
+    tr = make_train(sys10, PPOConfig(epochs=12, num_envs=8, num_minibatches=4, hidden=(64, 64)))
+    state, _ = fit(tr, [0], chunk=12)
+    res = evaluate(sys10, [tr.policy(seed_params(state, 0), "ppo"), "random_offloading", "random_partitioning"],
+                   num_envs=32, num_slots=20, seed=99)
+    ppo_cost = res.summary["ppo"]["mean_cost"]
+    assert ppo_cost < res.summary["random_offloading"]["mean_cost"]
+    assert ppo_cost < res.summary["random_partitioning"]["mean_cost"]
+
+
+def test_ppo_config_validation_and_presets():
+    assert PPOConfig.preset("paper").gamma == 0.95 and PPOConfig.preset("paper").reward == "shared"
+    assert PPOConfig().gamma == 0.0 and PPOConfig().reward == "own"
+    for field, value in [("gamma", 1.5), ("reward", "team"), ("num_envs", 0), ("lr", 0.0), ("hidden", ())]:
+        with pytest.raises(ValueError) as e:
+            PPOConfig(**{field: value})
+        assert f"PPOConfig.{field}=" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="num_minibatches"):
+        make_train(SYS, PPOConfig(num_envs=3, num_minibatches=5), scale=1.0)
+
+
+def test_cli_train_writes_all_outputs(tmp_path):
+    from meqc_jax.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["train", "--users", "3", "--servers", "2", "--epochs", "2", "--seeds", "2", "--envs", "4",
+               "--slots-per-epoch", "16", "--minibatches", "4", "--chunk", "1", "--eval-slots", "100",
+               "--out", str(out), "--no-progress"])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for k in ("policy_cost", "oracle_cost", "baselines", "epochs", "wall_s"):
+        assert k in summary
+    assert summary["oracle_cost"] <= summary["policy_cost"] * (1 + 1e-5)
+    assert set(summary["baselines"]) == {"local", "random_offloading", "random_partitioning", "greedy"}
+    lines = (out / "metrics.csv").read_text().strip().splitlines()
+    assert lines[0].startswith("seed,epoch,cost") and len(lines) == 1 + 2 * 2
+    assert (out / "learning_curve.png").stat().st_size > 10_000
+    assert json.loads((out / "config.json").read_text())["ppo"]["epochs"] == 2
+    assert sorted(os.listdir(out / "checkpoints")) == ["epoch_000001", "epoch_000002"]
