@@ -16,6 +16,17 @@ import numpy as np
 from flax import struct
 
 
+def _scaled(gain: float):
+    """Gaussian init with the variance of an orthogonal init of this gain (PPO's usual choice).
+
+    Not `nn.initializers.orthogonal`: its QR factorization, batched over agents or seeds inside
+    jit, runs LAPACK through a parallel batch map on XLA's CPU thread pool, which deadlocked this
+    project's training program intermittently (gdb: threads parked in QrFactorizationKernel ->
+    ParallelBatchMap -> BlockingCounter::Wait).
+    """
+    return nn.initializers.variance_scaling(gain**2, "fan_in", "normal")
+
+
 class MLPTorso(nn.Module):
     """The paper's torso: fully connected layers of 256 units (two by default), tanh activations."""
 
@@ -24,7 +35,7 @@ class MLPTorso(nn.Module):
     @nn.compact
     def __call__(self, x):
         for width in self.hidden:
-            x = nn.tanh(nn.Dense(width, kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)))(x))
+            x = nn.tanh(nn.Dense(width, kernel_init=_scaled(np.sqrt(2.0)))(x))
         return x
 
 
@@ -56,8 +67,8 @@ class HybridActorCritic(nn.Module):
 
     @nn.compact
     def __call__(self, obs) -> HybridOutput:
-        small = nn.initializers.orthogonal(0.01)  # near-uniform initial policies
-        unit = nn.initializers.orthogonal(1.0)
+        small = _scaled(0.01)  # near-uniform initial policies
+        unit = _scaled(1.0)
         z_d = make_torso(self.torso, self.hidden)(obs)
         logits = nn.Dense(self.num_servers, kernel_init=small, name="logits")(z_d)
         value_d = nn.Dense(1, kernel_init=unit, name="value_d")(z_d)[..., 0]
