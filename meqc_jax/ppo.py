@@ -19,11 +19,9 @@ a one-hot agent id appended to the observation.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -153,15 +151,16 @@ def reward_scale(system: SystemConfig, samples: int = 256, seed: int = 12345) ->
     env = MEQCEnv(system)
 
     @jax.jit
-    def local_cost(keys):
-        _, s = jax.vmap(env.reset)(keys)
+    def local_cost(key):
+        k_reset, k_arb = jax.random.split(key)
+        _, s = jax.vmap(env.reset)(jax.random.split(k_reset, samples))
         U = system.num_users
-        # phi = 1 never requests a QPU, so the arbitration key is irrelevant; any key will do
+        # phi = 1 never requests a QPU, so the arbitration draw does not matter
         b = jax.vmap(lambda st, k: slot_cost(system, st.scenario, st.tasks, jnp.zeros(U, jnp.int32), jnp.ones(U), k))(
-            s, keys)
+            s, jax.random.split(k_arb, samples))
         return jnp.mean(b.per_user)
 
-    return float(local_cost(jax.random.split(jax.random.key(seed), samples)))
+    return float(local_cost(jax.random.key(seed)))
 
 
 class Trainer:

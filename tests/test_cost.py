@@ -1,7 +1,6 @@
 """The cost model (spec sections 5-9): reference agreement, hand-worked values, properties."""
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp

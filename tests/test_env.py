@@ -9,7 +9,6 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from meqc_jax import MEQCEnv, SystemConfig, slot_cost
 from meqc_jax.env import QCAP_OBS_CLIP

@@ -2,16 +2,14 @@
 
 import itertools
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from conftest import as_numpy, random_instance
-from meqc_jax import SystemConfig, slot_cost
+from meqc_jax import SystemConfig
 from meqc_jax.baselines import oracle_cost
-from meqc_jax.cost import HOLD_PHI, option_table
-from meqc_jax.oracle import CLASSICAL, LOCAL, QUANTUM, decisions_to_action, solve_slot
+from meqc_jax.cost import option_table
+from meqc_jax.oracle import QUANTUM, solve_slot
 from reference_numpy import constants, user_option
 
 OPTIONS = [dict(energy_model=em, latency_model=lm) for em in ("paper", "power_time") for lm in ("sum", "parallel")]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from meqc_jax import SystemConfig
-from meqc_jax.agents import HybridActorCritic, hybrid_entropy, hybrid_log_prob, sample_hybrid
+from meqc_jax.agents import hybrid_entropy, hybrid_log_prob, sample_hybrid
 from meqc_jax.agents.networks import HybridOutput
 from meqc_jax.evaluate import evaluate
 from meqc_jax.ppo import METRIC_NAMES, PPOConfig, fit, make_train, seed_params
