@@ -85,8 +85,8 @@ class SIParams:
         return max(self.tau_1, self.tau_2, self.tau_m)
 
 
-def _fail(field: str, value, allowed: str):
-    raise ValueError(f"SystemConfig.{field}={value!r} is invalid: allowed {allowed}")
+def _fail(field: str, value, allowed: str, owner: str = "SystemConfig"):
+    raise ValueError(f"{owner}.{field}={value!r} is invalid: allowed {allowed}")
 
 
 def _is_real(x) -> bool:
@@ -103,6 +103,43 @@ def _in_range(x, lo, hi, lo_open: bool, integral: bool = False) -> bool:
 
 def _range_text(lo, hi, lo_open: bool) -> str:
     return f"{'(' if lo_open else '['}{lo}, {'inf)' if hi is None else str(hi) + ']'}"
+
+
+class FieldChecker:
+    """Range checks for the fields of a frozen configuration dataclass, each failing with one line
+    `Owner.field=value is invalid: allowed ...` (shared by SystemConfig and the learner's config)."""
+
+    def __init__(self, obj, owner: str):
+        self.obj, self.owner = obj, owner
+
+    def fail(self, name, allowed):
+        _fail(name, getattr(self.obj, name), allowed, self.owner)
+
+    def check(self, name, ok: bool, allowed: str):
+        if not ok:
+            self.fail(name, allowed)
+
+    def integer(self, name, lo, hi=None):
+        self.check(name, _in_range(getattr(self.obj, name), lo, hi, lo_open=False, integral=True),
+                   f"an integer in {_range_text(lo, hi, lo_open=False)}")
+
+    def real(self, name, lo, hi=None, lo_open=True):
+        self.check(name, _in_range(getattr(self.obj, name), lo, hi, lo_open),
+                   f"a finite number in {_range_text(lo, hi, lo_open)}")
+
+    def choice(self, name, options):
+        self.check(name, getattr(self.obj, name) in options, "one of " + ", ".join(map(str, options)))
+
+    def values(self, name, lo, hi=None, integral=False, lo_open=True, pair=False):
+        """A tuple of numbers in range: a (low, high) pair, or a non-empty tuple of choices."""
+        v = getattr(self.obj, name)
+        kind = "integers" if integral else "finite numbers"
+        rng = _range_text(lo, hi, lo_open)
+        allowed = (f"a pair (low, high) of {kind} in {rng} with low <= high" if pair
+                   else f"a non-empty tuple of {kind} in {rng}")
+        ok = isinstance(v, tuple) and (len(v) == 2 if pair else len(v) > 0)
+        ok = ok and all(_in_range(x, lo, hi, lo_open, integral) for x in v)
+        self.check(name, ok and not (pair and v[0] > v[1]), allowed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,35 +211,9 @@ class SystemConfig:
 
     # ------------------------------------------------------------------ validation
     def _validate(self):
-        def integer(name, lo, hi=None):
-            v = getattr(self, name)
-            if not _in_range(v, lo, hi, lo_open=False, integral=True):
-                _fail(name, v, f"an integer in {_range_text(lo, hi, lo_open=False)}")
-
-        def real(name, lo, hi=None, lo_open=True):
-            v = getattr(self, name)
-            if not _in_range(v, lo, hi, lo_open):
-                _fail(name, v, f"a finite number in {_range_text(lo, hi, lo_open)}")
-
-        def choice(name, options):
-            v = getattr(self, name)
-            if v not in options:
-                _fail(name, v, "one of " + ", ".join(options))
-
-        def values(name, lo, hi=None, integral=False, lo_open=True, pair=False):
-            """A tuple of numbers in range: a (low, high) pair, or a non-empty tuple of choices."""
-            v = getattr(self, name)
-            kind = "integers" if integral else "finite numbers"
-            rng = _range_text(lo, hi, lo_open)
-            allowed = (f"a pair (low, high) of {kind} in {rng} with low <= high" if pair
-                       else f"a non-empty tuple of {kind} in {rng}")
-            ok = isinstance(v, tuple) and (len(v) == 2 if pair else len(v) > 0)
-            ok = ok and all(_in_range(x, lo, hi, lo_open, integral) for x in v)
-            if not ok or (pair and v[0] > v[1]):
-                _fail(name, v, allowed)
-
-        pair = functools.partial(values, pair=True)
-        choices = values
+        c = FieldChecker(self, "SystemConfig")
+        integer, real, choice, choices = c.integer, c.real, c.choice, c.values
+        pair = functools.partial(c.values, pair=True)
 
         integer("num_users", 1, 65536)
         integer("num_servers", 1, 65536)

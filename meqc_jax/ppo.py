@@ -31,7 +31,7 @@ from flax import struct
 from meqc_jax.agents.distributions import deterministic_action, hybrid_entropy, hybrid_log_prob, sample_hybrid
 from meqc_jax.agents.networks import HybridActorCritic
 from meqc_jax.baselines import Policy
-from meqc_jax.config import SystemConfig, _in_range, _range_text
+from meqc_jax.config import FieldChecker, SystemConfig
 from meqc_jax.cost import slot_cost
 from meqc_jax.env import EnvState, MEQCEnv
 
@@ -67,34 +67,24 @@ class PPOConfig:
     init_log_std: float = -0.5
 
     def __post_init__(self):
-        def check(name, ok, allowed):
-            if not ok:
-                raise ValueError(f"PPOConfig.{name}={getattr(self, name)!r} is invalid: allowed {allowed}")
-
-        def integer(name, lo, hi):
-            check(name, _in_range(getattr(self, name), lo, hi, False, True), f"an integer in [{lo}, {hi}]")
-
-        def real(name, lo, hi, lo_open=False):
-            check(name, _in_range(getattr(self, name), lo, hi, lo_open), f"a number in {_range_text(lo, hi, lo_open)}")
-
-        check("hparams", self.hparams in HPARAM_SETS, "one of " + ", ".join(HPARAM_SETS))
-        check("reward", self.reward in REWARDS, "one of " + ", ".join(REWARDS))
-        check("torso", self.torso in ("mlp",), "one of mlp")
-        check("shared_params", isinstance(self.shared_params, bool), "True or False")
-        integer("num_envs", 1, 2**20)
-        integer("epochs", 1, 10**6)
-        integer("update_epochs", 1, 1000)
-        integer("num_minibatches", 1, 2**20)
-        real("gamma", 0.0, 1.0)
-        real("gae_lambda", 0.0, 1.0)
-        real("lr", 0.0, 1.0, lo_open=True)
-        real("clip_eps", 0.0, 1.0, lo_open=True)
-        real("vf_coef", 0.0, 100.0)
-        real("ent_coef", 0.0, 10.0)
-        real("max_grad_norm", 0.0, 1e6, lo_open=True)
-        real("init_log_std", -10.0, 2.0)
-        check("hidden", isinstance(self.hidden, tuple) and len(self.hidden) > 0
-              and all(_in_range(h, 1, 65536, False, True) for h in self.hidden), "a non-empty tuple of layer widths")
+        c = FieldChecker(self, "PPOConfig")
+        c.choice("hparams", HPARAM_SETS)
+        c.choice("reward", REWARDS)
+        c.choice("torso", ("mlp",))
+        c.choice("shared_params", (False, True))
+        c.integer("num_envs", 1, 2**20)
+        c.integer("epochs", 1, 10**6)
+        c.integer("update_epochs", 1, 1000)
+        c.integer("num_minibatches", 1, 2**20)
+        c.real("gamma", 0.0, 1.0, lo_open=False)
+        c.real("gae_lambda", 0.0, 1.0, lo_open=False)
+        c.real("lr", 0.0, 1.0)
+        c.real("clip_eps", 0.0, 1.0)
+        c.real("vf_coef", 0.0, 100.0, lo_open=False)
+        c.real("ent_coef", 0.0, 10.0, lo_open=False)
+        c.real("max_grad_norm", 0.0, 1e6)
+        c.real("init_log_std", -10.0, 2.0, lo_open=False)
+        c.values("hidden", 1, 65536, integral=True, lo_open=False)
 
     @classmethod
     def preset(cls, hparams: str = "project", **overrides) -> PPOConfig:
