@@ -48,6 +48,7 @@ def _check_assignment(mode, server, feasible) -> bool:
 
 
 def _assignment_value(local, classical, quantum, mode, server) -> float:
+    """Eq. 12 total of an assignment, recomputed from the option costs (not the solver objective)."""
     users = np.arange(len(local))
     return float(np.sum(np.select([mode == CLASSICAL, mode == QUANTUM],
                                   [classical[users, server], quantum[users, server]], local)))
@@ -77,6 +78,7 @@ def _new_highs() -> highspy.Highs:
 
 
 def _solve_mip(local, classical, quantum, feasible):
+    """The spec-11 MIP of the module docstring with HiGHS; returns (mode [U], server [U])."""
     U, E = classical.shape
     n = U * E
     # variable j: x_c[u,e] at j = u*E + e, x_q[u,e] at j = n + u*E + e

@@ -192,6 +192,7 @@ class Trainer:
         return jax.tree.map(lambda a: a.reshape(lead + a.shape[1:]), out)
 
     def init_params(self, key):
+        """Network parameters: stacked over agents (independent) or one set (shared)."""
         dummy = jnp.zeros((1, self.obs_dim))
         if self.ppo.shared_params:
             return self.net.init(key, dummy)
@@ -202,6 +203,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ one epoch
     def init(self, key) -> TrainState:
+        """Fresh parameters, Adam states and `num_envs` reset environments; epoch 0."""
         k_params, k_env, k_run = jax.random.split(key, 3)
         params = self.init_params(k_params)
         obs, env_state = jax.vmap(self.env.reset)(jax.random.split(k_env, self.ppo.num_envs))
@@ -209,6 +211,9 @@ class Trainer:
                           key=jax.random.key_data(k_run), epoch=jnp.int32(0))
 
     def _rollout(self, params, env_state, obs, key):
+        """One epoch of slots (a `lax.scan`): sample hybrid actions (Eqs. 17-20), step all envs,
+        record transitions with scaled rewards; returns the final env state, obs, trajectory and
+        the mean cost, latency, energy and QPU share."""
         N = self.ppo.num_envs
 
         def slot(carry, k):
@@ -300,6 +305,7 @@ class Trainer:
         return params, opt_state, aux.reshape(-1, aux.shape[-1]).mean(axis=0)
 
     def _epoch(self, state: TrainState, _):
+        """Rollout, per-critic GAE (Eq. 26) and the clipped updates (Eqs. 27-33) for one epoch."""
         key = jax.random.wrap_key_data(state.key)
         key, k_roll, k_upd = jax.random.split(key, 3)
         env_state, obs, traj, stats = self._rollout(state.params, state.env_state, state.obs, k_roll)
@@ -341,6 +347,7 @@ def make_train(system: SystemConfig, ppo: PPOConfig | None = None, scale: float 
 
 # ---------------------------------------------------------------------------- long runs on the host
 def _ckpt_dirs(ckpt_dir: str) -> list[str]:
+    """Complete checkpoints (state and metrics written) in `ckpt_dir`, oldest first."""
     if not ckpt_dir or not os.path.isdir(ckpt_dir):
         return []
     return sorted(d for d in os.listdir(ckpt_dir) if d.startswith("epoch_") and not d.endswith(".tmp")

@@ -31,11 +31,13 @@ def sample_hybrid(key, out: HybridOutput):
 
 
 def categorical_log_prob(logits, server):
+    """log pi_D(server) of the categorical over servers (Eq. 19)."""
     logp = jax.nn.log_softmax(logits, axis=-1)
     return jnp.take_along_axis(logp, server[..., None], axis=-1)[..., 0]
 
 
 def gaussian_log_prob(mean, log_std, x):
+    """log pi_C(x) of the Gaussian over the pre-clip split (Eq. 20)."""
     z = (x - mean) * jnp.exp(-log_std)
     return -0.5 * z**2 - log_std - 0.5 * math.log(2.0 * math.pi)
 

@@ -51,6 +51,7 @@ class HybridOutput:
 
 
 def make_torso(kind: str, hidden: Sequence[int]) -> nn.Module:
+    """The shared-interface torso by name (the VQC torso of issue 5 registers here)."""
     if kind == "mlp":
         return MLPTorso(hidden=tuple(hidden))
     raise ValueError(f"unknown torso {kind!r}: allowed mlp")
