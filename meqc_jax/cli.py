@@ -81,6 +81,9 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--hparams", choices=["project", "paper"], default="project",
                     help="'paper': discount 0.95 and the shared reward; 'project' (default): measured best")
     tr.add_argument("--reward", choices=["own", "shared"], default=None, help="override the hparams' reward")
+    tr.add_argument("--critic", choices=["auto", "local", "central"], default=None,
+                    help="value functions: per-agent heads (local) or one centralized critic over all agents' "
+                         "observations (central); 'auto' (project default): central exactly for the shared reward")
     tr.add_argument("--slots-per-epoch", type=_positive_int("--slots-per-epoch", 10**6), default=500)
     tr.add_argument("--minibatches", type=_positive_int("--minibatches", 2**20), default=None)
     tr.add_argument("--chunk", type=_positive_int("--chunk", 10**6), default=10, help="epochs per jitted chunk/checkpoint")
@@ -211,7 +214,8 @@ def train_cmd(args) -> int:
 
     config = _config_from_args(args).replace(slots_per_episode=args.slots_per_epoch)
     overrides = {"epochs": args.epochs, "torso": args.policy}
-    for name, value in (("num_envs", args.envs), ("reward", args.reward), ("num_minibatches", args.minibatches)):
+    for name, value in (("num_envs", args.envs), ("reward", args.reward), ("critic", args.critic),
+                        ("num_minibatches", args.minibatches)):
         if value is not None:
             overrides[name] = value
     try:
@@ -224,7 +228,9 @@ def train_cmd(args) -> int:
     console = Console(width=None if sys.stdout.isatty() else 120)
     atomic_write_json(os.path.join(out, "config.json"), {"system": config.to_dict(), "ppo": ppo.to_dict(),
                                                           "seeds": seeds, "reward_scale": trainer.scale})
-    console.print(f"training {args.policy} PPO ({args.hparams} hparams, reward {ppo.reward}, discount {ppo.gamma}) "
+    critic = "central" if ppo.central_critic else "local"
+    console.print(f"training {args.policy} PPO ({args.hparams} hparams, reward {ppo.reward}, {critic} critic, "
+                  f"discount {ppo.gamma}) "
                   f"on U={config.num_users}, E={config.num_servers}, preset={config.preset}: {ppo.epochs} epochs x "
                   f"{config.slots_per_episode} slots x {ppo.num_envs} envs, seeds {seeds}")
 
@@ -252,7 +258,7 @@ def train_cmd(args) -> int:
     per_seed = {p.name: res.summary[p.name]["mean_cost"] for p in learned}
     policy_cost = float(np.mean(list(per_seed.values())))
     summary = {
-        "policy": args.policy, "hparams": args.hparams, "reward": ppo.reward, "gamma": ppo.gamma,
+        "policy": args.policy, "hparams": args.hparams, "reward": ppo.reward, "critic": critic, "gamma": ppo.gamma,
         "policy_cost": policy_cost, "policy_cost_per_seed": per_seed,
         "oracle_cost": res.summary["oracle"]["mean_cost"],
         "ratio_to_oracle": policy_cost / res.summary["oracle"]["mean_cost"],

@@ -13,7 +13,9 @@ clipped objective (Eqs. 27-33) with advantages from its own critic (GAE, Eq. 26,
 the losses add. Agents have independent parameters, stored stacked on a leading agent axis and
 applied with `vmap` (the paper: every device trains its own agent); each agent has its own Adam
 state and gradient clipping. `shared_params=True` trains one network for all agents instead, with
-a one-hot agent id appended to the observation.
+a one-hot agent id appended to the observation. `critic="central"` replaces the agents' value heads
+by one centralized critic over all agents' observations (training only; execution stays
+decentralized); the default `"auto"` uses it exactly when the reward is the shared -C.
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ import optax
 from flax import struct
 
 from meqc_jax.agents.distributions import deterministic_action, hybrid_entropy, hybrid_log_prob, sample_hybrid
-from meqc_jax.agents.networks import HybridActorCritic
+from meqc_jax.agents.networks import CentralCritic, HybridActorCritic
 from meqc_jax.baselines import Policy
 from meqc_jax.config import FieldChecker, SystemConfig
 from meqc_jax.cost import slot_cost
 from meqc_jax.env import EnvState, MEQCEnv
 
 REWARDS = ("own", "shared")
+CRITICS = ("auto", "local", "central")
 HPARAM_SETS = ("project", "paper")
 
 
@@ -61,6 +64,7 @@ class PPOConfig:
     ent_coef: float = 0.003
     max_grad_norm: float = 0.5
     reward: str = "own"
+    critic: str = "auto"
     shared_params: bool = False
     torso: str = "mlp"
     hidden: tuple[int, ...] = (256, 256)
@@ -70,6 +74,7 @@ class PPOConfig:
         c = FieldChecker(self, "PPOConfig")
         c.choice("hparams", HPARAM_SETS)
         c.choice("reward", REWARDS)
+        c.choice("critic", CRITICS)
         c.choice("torso", ("mlp",))
         c.choice("shared_params", (False, True))
         c.integer("num_envs", 1, 2**20)
@@ -90,12 +95,19 @@ class PPOConfig:
     def preset(cls, hparams: str = "project", **overrides) -> PPOConfig:
         """The named hyperparameter set, with overrides. `paper`: discount 0.95, shared reward."""
         if hparams == "paper":
-            base = dict(gamma=0.95, reward="shared")
+            base = dict(gamma=0.95, reward="shared", critic="local")
         elif hparams == "project":
             base = {}
         else:
             raise ValueError(f"PPOConfig.hparams={hparams!r} is invalid: allowed one of " + ", ".join(HPARAM_SETS))
         return cls(hparams=hparams, **{**base, **overrides})
+
+    @property
+    def central_critic(self) -> bool:
+        """Whether values come from the centralized critic. `auto`: exactly for the shared reward,
+        whose return depends on every agent's state; an agent's own cost depends (QPU arbitration
+        aside) only on its own observation, which its local critic already sees."""
+        return self.critic == "central" or (self.critic == "auto" and self.reward == "shared")
 
     def to_dict(self) -> dict:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
@@ -112,6 +124,7 @@ class TrainState:
     obs: jnp.ndarray  # [N, U, D]
     key: jnp.ndarray  # raw uint32 key data (kept raw so checkpoints need no key support)
     epoch: jnp.ndarray  # [] int32, epochs completed
+    critic: dict  # centralized critic {"params", "opt_state"}; {} with local critics
 
 
 @struct.dataclass
@@ -167,6 +180,7 @@ class Trainer:
                              f"slots_per_episode x num_envs = {self.batch}")
         self.net = HybridActorCritic(num_servers=self.E, torso=ppo.torso, hidden=ppo.hidden,
                                      init_log_std=ppo.init_log_std)
+        self.critic_net = CentralCritic(num_agents=self.U, hidden=ppo.hidden) if ppo.central_critic else None
         self.scale = reward_scale(system) if scale is None else float(scale)
         self.obs_dim = self.env.obs_dim + (self.U if ppo.shared_params else 0)
         self.tx = optax.chain(optax.clip_by_global_norm(ppo.max_grad_norm), optax.adam(ppo.lr, eps=1e-5))
@@ -201,16 +215,27 @@ class Trainer:
     def _opt_init(self, params):
         return self.tx.init(params) if self.ppo.shared_params else jax.vmap(self.tx.init)(params)
 
+    def _with_values(self, out, critic: dict, obs):
+        """Replace the agents' own value heads by the centralized critic's values (when used)."""
+        if not critic:
+            return out
+        v = self.critic_net.apply(critic["params"], self._agent_obs(obs))  # [..., U, 2]
+        return out.replace(value_d=v[..., 0], value_c=v[..., 1])
+
     # ------------------------------------------------------------------ one epoch
     def init(self, key) -> TrainState:
         """Fresh parameters, Adam states and `num_envs` reset environments; epoch 0."""
-        k_params, k_env, k_run = jax.random.split(key, 3)
+        k_params, k_env, k_run, k_critic = jax.random.split(key, 4)
         params = self.init_params(k_params)
         obs, env_state = jax.vmap(self.env.reset)(jax.random.split(k_env, self.ppo.num_envs))
+        critic = {}
+        if self.critic_net is not None:
+            cp = self.critic_net.init(k_critic, jnp.zeros((1, self.U, self.obs_dim)))
+            critic = {"params": cp, "opt_state": self.tx.init(cp)}
         return TrainState(params=params, opt_state=self._opt_init(params), env_state=env_state, obs=obs,
-                          key=jax.random.key_data(k_run), epoch=jnp.int32(0))
+                          key=jax.random.key_data(k_run), epoch=jnp.int32(0), critic=critic)
 
-    def _rollout(self, params, env_state, obs, key):
+    def _rollout(self, params, env_state, obs, key, critic: dict | None = None):
         """One epoch of slots (a `lax.scan`): sample hybrid actions (Eqs. 17-20), step all envs,
         record transitions with scaled rewards; returns the final env state, obs, trajectory and
         the mean cost, latency, energy and QPU share."""
@@ -219,7 +244,7 @@ class Trainer:
         def slot(carry, k):
             env_state, obs = carry
             k_act, k_env = jax.random.split(k)
-            out = self.apply(params, obs)
+            out = self._with_values(self.apply(params, obs), critic, obs)
             server, x = sample_hybrid(k_act, out)
             logp_d, logp_c = hybrid_log_prob(out, server, x)
             obs2, env_state2, _, done, info = jax.vmap(self.env.step)(
@@ -254,7 +279,8 @@ class Trainer:
         return adv, adv + values
 
     def _agent_loss(self, params, mb):
-        """Eqs. 27-33 for one agent's minibatch (the shared-parameter case uses all agents' data)."""
+        """Eqs. 27-33 for one agent's minibatch (the shared-parameter case uses all agents' data).
+        With the centralized critic the agents' own value heads are unused and get no loss."""
         ppo = self.ppo
         obs = mb["obs"]
         out = self.net.apply(params, obs)
@@ -269,21 +295,35 @@ class Trainer:
 
         pg_d, kl_d = clipped(logp_d, mb["logp_d"], mb["adv_d"])
         pg_c, kl_c = clipped(logp_c, mb["logp_c"], mb["adv_c"])
-        v_d = 0.5 * jnp.mean((out.value_d - mb["target_d"]) ** 2)
-        v_c = 0.5 * jnp.mean((out.value_c - mb["target_c"]) ** 2)
+        if ppo.central_critic:
+            v_d = v_c = jnp.zeros(())
+        else:
+            v_d = 0.5 * jnp.mean((out.value_d - mb["target_d"]) ** 2)
+            v_c = 0.5 * jnp.mean((out.value_c - mb["target_c"]) ** 2)
         loss = pg_d + pg_c + ppo.vf_coef * (v_d + v_c) - ppo.ent_coef * (ent_d.mean() + ent_c.mean())
         return loss, jnp.stack([ent_d.mean(), ent_c.mean(), pg_d, pg_c, v_d, v_c, kl_d, kl_c])
 
-    def _update(self, params, opt_state, data, key):
-        """`update_epochs` passes over the epoch's data in `num_minibatches` shuffled minibatches."""
+    def _critic_loss(self, critic_params, mb):
+        """The centralized critic's value loss over a minibatch of global states [mb, U, D]."""
+        v = self.critic_net.apply(critic_params, mb["obs"])
+        err = v - jnp.stack([mb["target_d"], mb["target_c"]], axis=-1)
+        per_head = 0.5 * jnp.mean(err**2, axis=tuple(range(err.ndim - 1)))  # [2]: V^D, V^C
+        return self.ppo.vf_coef * per_head.sum(), per_head
+
+    def _update(self, params, opt_state, data, key, critic: dict | None = None):
+        """`update_epochs` passes over the epoch's data in `num_minibatches` shuffled minibatches.
+        Returns (params, opt_state, critic, mean loss terms)."""
         ppo = self.ppo
         B = self.batch
         flat = jax.tree.map(lambda a: a.reshape((B,) + a.shape[2:]), data)  # [B, U, ...]
         mb_size = B // ppo.num_minibatches
         grad_fn = jax.value_and_grad(self._agent_loss, has_aux=True)
 
+        critic = critic or {}
+        critic_grad = jax.value_and_grad(self._critic_loss, has_aux=True)
+
         def minibatch(carry, idx):
-            params, opt_state = carry
+            params, opt_state, critic = carry
             mb = jax.tree.map(lambda a: a[idx], flat)  # [mb, U, ...]
             if ppo.shared_params:
                 merged = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), mb)
@@ -294,32 +334,37 @@ class Trainer:
                 (_, aux), grads = jax.vmap(grad_fn)(params, per_agent)
                 aux = aux.mean(axis=0)
                 updates, opt_state = jax.vmap(self.tx.update)(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), aux
+            if critic:
+                (_, v_losses), c_grads = critic_grad(critic["params"], mb)
+                c_updates, c_opt = self.tx.update(c_grads, critic["opt_state"], critic["params"])
+                critic = {"params": optax.apply_updates(critic["params"], c_updates), "opt_state": c_opt}
+                aux = aux.at[4:6].set(v_losses)
+            return (optax.apply_updates(params, updates), opt_state, critic), aux
 
         def one_pass(carry, k):
             perm = jax.random.permutation(k, B).reshape(ppo.num_minibatches, mb_size)
             return jax.lax.scan(minibatch, carry, perm)
 
-        (params, opt_state), aux = jax.lax.scan(one_pass, (params, opt_state),
-                                                jax.random.split(key, ppo.update_epochs))
-        return params, opt_state, aux.reshape(-1, aux.shape[-1]).mean(axis=0)
+        (params, opt_state, critic), aux = jax.lax.scan(one_pass, (params, opt_state, critic),
+                                                        jax.random.split(key, ppo.update_epochs))
+        return params, opt_state, critic, aux.reshape(-1, aux.shape[-1]).mean(axis=0)
 
     def _epoch(self, state: TrainState, _):
         """Rollout, per-critic GAE (Eq. 26) and the clipped updates (Eqs. 27-33) for one epoch."""
         key = jax.random.wrap_key_data(state.key)
         key, k_roll, k_upd = jax.random.split(key, 3)
-        env_state, obs, traj, stats = self._rollout(state.params, state.env_state, state.obs, k_roll)
-        last = self.apply(state.params, obs)
+        env_state, obs, traj, stats = self._rollout(state.params, state.env_state, state.obs, k_roll, state.critic)
+        last = self._with_values(self.apply(state.params, obs), state.critic, obs)
         adv_d, target_d = self._gae(traj.value_d, last.value_d, traj.reward, traj.done)
         adv_c, target_c = self._gae(traj.value_c, last.value_c, traj.reward, traj.done)
         data = {"obs": self._agent_obs(traj.obs), "server": traj.server, "x": traj.x, "logp_d": traj.logp_d,
                 "logp_c": traj.logp_c, "adv_d": adv_d, "adv_c": adv_c, "target_d": target_d, "target_c": target_c}
-        params, opt_state, aux = self._update(state.params, state.opt_state, data, k_upd)
+        params, opt_state, critic, aux = self._update(state.params, state.opt_state, data, k_upd, state.critic)
         finite = jnp.all(jnp.isfinite(aux)) & jnp.all(
-            jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
+            jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves((params, critic))]))
         metrics = jnp.concatenate([stats, aux[:6], aux[6:8], (~finite).astype(float)[None]])
         new = TrainState(params=params, opt_state=opt_state, env_state=env_state, obs=obs,
-                         key=jax.random.key_data(key), epoch=state.epoch + 1)
+                         key=jax.random.key_data(key), epoch=state.epoch + 1, critic=critic)
         return new, metrics
 
     def _run(self, state: TrainState, num_epochs: int):

@@ -83,7 +83,7 @@ def test_update_improves_the_objective_on_a_fixed_batch():
     params = st.params
     opt_state = st.opt_state
     for i in range(5):
-        params, opt_state, _ = tr._update(params, opt_state, data, jax.random.key(10 + i))
+        params, opt_state, _, _ = tr._update(params, opt_state, data, jax.random.key(10 + i))
     assert total_loss(params) < before
 
 
@@ -182,3 +182,26 @@ def test_cli_train_writes_all_outputs(tmp_path):
     assert (out / "learning_curve.png").stat().st_size > 10_000
     assert json.loads((out / "config.json").read_text())["ppo"]["epochs"] == 2
     assert sorted(os.listdir(out / "checkpoints")) == ["epoch_000001", "epoch_000002"]
+
+
+def test_central_critic_for_the_shared_reward(tmp_path):
+    assert PPOConfig(reward="shared").central_critic and not PPOConfig().central_critic
+    assert not PPOConfig.preset("paper").central_critic  # the paper's per-agent critics
+    assert PPOConfig(critic="central").central_critic
+    tr = make_train(SYS, PPOConfig(epochs=2, reward="shared", **TINY), scale=100.0)
+    state = tr.init(jax.random.key(0))
+    values = tr.critic_net.apply(state.critic["params"], state.obs)
+    assert values.shape == (4, 3, 2)  # [envs, agents, (V^D, V^C)] from the global state
+    out = tr._with_values(tr.apply(state.params, state.obs), state.critic, state.obs)
+    np.testing.assert_array_equal(out.value_c, values[..., 1])
+    # trains finite, reports the critic's losses, and resumes bit-identically from a checkpoint
+    ck = tmp_path / "ck"
+    state_a, m_a = fit(tr, [0], chunk=1, ckpt_dir=str(ck))
+    assert np.all(m_a[..., METRIC_NAMES.index("loss_v_d")] > 0)
+    import shutil
+
+    shutil.rmtree(ck / "epoch_000002")
+    state_r, m_r = fit(tr, [0], chunk=1, ckpt_dir=str(ck))
+    np.testing.assert_array_equal(m_r, m_a)
+    for x, y in zip(jax.tree.leaves(state_r.critic), jax.tree.leaves(state_a.critic)):
+        np.testing.assert_array_equal(x, y)

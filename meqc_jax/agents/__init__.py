@@ -1,6 +1,6 @@
 """Learning agents: hybrid discrete-continuous actor-critics (paper Section IV-B, Fig. 3)."""
 
-from meqc_jax.agents.networks import HybridActorCritic, HybridOutput, MLPTorso
+from meqc_jax.agents.networks import CentralCritic, HybridActorCritic, HybridOutput, MLPTorso
 from meqc_jax.agents.distributions import (
     deterministic_action,
     hybrid_entropy,
@@ -9,6 +9,7 @@ from meqc_jax.agents.distributions import (
 )
 
 __all__ = [
+    "CentralCritic",
     "HybridActorCritic",
     "HybridOutput",
     "MLPTorso",

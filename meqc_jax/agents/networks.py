@@ -57,6 +57,28 @@ def make_torso(kind: str, hidden: Sequence[int]) -> nn.Module:
     raise ValueError(f"unknown torso {kind!r}: allowed mlp")
 
 
+class CentralCritic(nn.Module):
+    """A centralized critic (CTDE, as in MAPPO): from all U agents' observations to every agent's
+    V^D and V^C. Used for training only; each agent still acts on its own observation.
+
+    With the shared reward -C (paper Eq. 16) an agent's return depends on every agent's state,
+    which its own observation cannot see; the other agents' task sizes and channels then appear
+    as noise in its advantage. A critic that sees the global state removes that part of the noise.
+    """
+
+    num_agents: int
+    hidden: Sequence[int] = (256, 256)
+
+    @nn.compact
+    def __call__(self, obs):
+        """obs [..., U, D] -> values [..., U, 2] (V^D, V^C per agent)."""
+        x = obs.reshape(obs.shape[:-2] + (-1,))
+        for width in self.hidden:
+            x = nn.tanh(nn.Dense(width, kernel_init=_scaled(np.sqrt(2.0)))(x))
+        v = nn.Dense(2 * self.num_agents, kernel_init=_scaled(1.0), name="values")(x)
+        return v.reshape(v.shape[:-1] + (self.num_agents, 2))
+
+
 class HybridActorCritic(nn.Module):
     """One agent's discrete and continuous actor-critics (Fig. 3). Apply per agent (vmap over agents)."""
 
