@@ -74,8 +74,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train the hybrid multi-agent PPO learner; write metrics, curve, checkpoints, summary")
     _add_system_args(tr)
-    tr.add_argument("--policy", choices=["mlp"], default="mlp", help="actor-critic torso")
-    tr.add_argument("--epochs", type=_positive_int("--epochs", 10**6), default=250, help="epochs of 500 slots (paper: 250)")
+    tr.add_argument("--policy", choices=["mlp", "vqc"], default="mlp",
+                    help="actor-critic torso: mlp (2 x 256) or vqc (64 -> 4-qubit circuit -> 64, paper IV-C)")
+    tr.add_argument("--vqc-backend", choices=["jax", "pennylane"], default="jax",
+                    help="circuit simulator for --policy vqc (default jax: ~7x faster than the PennyLane QNode)")
+    tr.add_argument("--epochs", type=_positive_int("--epochs", 10**6), default=None,
+                    help="epochs of 500 slots (paper: 250 for mlp, 125 for vqc)")
     tr.add_argument("--seeds", type=_positive_int("--seeds", 1000), default=1, help="independent runs (seeds seed..seed+S-1)")
     tr.add_argument("--envs", type=_positive_int("--envs", 2**20), default=None, help="parallel environments (default 64)")
     tr.add_argument("--hparams", choices=["project", "paper"], default="project",
@@ -213,7 +217,8 @@ def train_cmd(args) -> int:
     from meqc_jax.ppo import METRIC_NAMES, PPOConfig, fit, make_train, seed_params
 
     config = _config_from_args(args).replace(slots_per_episode=args.slots_per_epoch)
-    overrides = {"epochs": args.epochs, "torso": args.policy}
+    epochs = args.epochs if args.epochs is not None else (125 if args.policy == "vqc" else 250)
+    overrides = {"epochs": epochs, "torso": args.policy, "vqc_backend": args.vqc_backend}
     for name, value in (("num_envs", args.envs), ("reward", args.reward), ("critic", args.critic),
                         ("num_minibatches", args.minibatches)):
         if value is not None:
@@ -226,8 +231,10 @@ def train_cmd(args) -> int:
     out = args.out or os.path.join("runs", time.strftime("train-%Y%m%d-%H%M%S"))
     seeds = list(range(args.seed, args.seed + args.seeds))
     console = Console(width=None if sys.stdout.isatty() else 120)
+    params = trainer.param_counts()
     atomic_write_json(os.path.join(out, "config.json"), {"system": config.to_dict(), "ppo": ppo.to_dict(),
-                                                          "seeds": seeds, "reward_scale": trainer.scale})
+                                                          "seeds": seeds, "reward_scale": trainer.scale,
+                                                          "param_counts": params})
     critic = "central" if ppo.central_critic else "local"
     console.print(f"training {args.policy} PPO ({args.hparams} hparams, reward {ppo.reward}, {critic} critic, "
                   f"discount {ppo.gamma}) "
@@ -259,6 +266,7 @@ def train_cmd(args) -> int:
     policy_cost = float(np.mean(list(per_seed.values())))
     summary = {
         "policy": args.policy, "hparams": args.hparams, "reward": ppo.reward, "critic": critic, "gamma": ppo.gamma,
+        "param_counts": params,
         "policy_cost": policy_cost, "policy_cost_per_seed": per_seed,
         "oracle_cost": res.summary["oracle"]["mean_cost"],
         "ratio_to_oracle": policy_cost / res.summary["oracle"]["mean_cost"],

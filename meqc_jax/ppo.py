@@ -31,7 +31,8 @@ import optax
 from flax import struct
 
 from meqc_jax.agents.distributions import deterministic_action, hybrid_entropy, hybrid_log_prob, sample_hybrid
-from meqc_jax.agents.networks import CentralCritic, HybridActorCritic
+from meqc_jax.agents.networks import TORSOS, CentralCritic, HybridActorCritic
+from meqc_jax.agents.vqc import BACKENDS as VQC_BACKENDS
 from meqc_jax.baselines import Policy
 from meqc_jax.config import FieldChecker, SystemConfig
 from meqc_jax.cost import slot_cost
@@ -68,6 +69,7 @@ class PPOConfig:
     shared_params: bool = False
     torso: str = "mlp"
     hidden: tuple[int, ...] = (256, 256)
+    vqc_backend: str = "jax"
     init_log_std: float = -0.5
 
     def __post_init__(self):
@@ -75,7 +77,8 @@ class PPOConfig:
         c.choice("hparams", HPARAM_SETS)
         c.choice("reward", REWARDS)
         c.choice("critic", CRITICS)
-        c.choice("torso", ("mlp",))
+        c.choice("torso", TORSOS)
+        c.choice("vqc_backend", VQC_BACKENDS)
         c.choice("shared_params", (False, True))
         c.integer("num_envs", 1, 2**20)
         c.integer("epochs", 1, 10**6)
@@ -179,7 +182,7 @@ class Trainer:
             raise ValueError(f"PPOConfig.num_minibatches={ppo.num_minibatches} is invalid: allowed a divisor of "
                              f"slots_per_episode x num_envs = {self.batch}")
         self.net = HybridActorCritic(num_servers=self.E, torso=ppo.torso, hidden=ppo.hidden,
-                                     init_log_std=ppo.init_log_std)
+                                     init_log_std=ppo.init_log_std, vqc_backend=ppo.vqc_backend)
         self.critic_net = CentralCritic(num_agents=self.U, hidden=ppo.hidden) if ppo.central_critic else None
         self.scale = reward_scale(system) if scale is None else float(scale)
         self.obs_dim = self.env.obs_dim + (self.U if ppo.shared_params else 0)
@@ -374,6 +377,15 @@ class Trainer:
     def __call__(self, key):
         """Train from scratch for `ppo.epochs` epochs: (final state, metrics per epoch). Pure; vmappable."""
         return self._run(self.init(key), self.ppo.epochs)
+
+    def param_counts(self) -> dict:
+        """Trainable parameters: per agent (both actor-critics), all agents, and the central critic."""
+        size = lambda tree: int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))  # noqa: E731
+        shapes = jax.eval_shape(self.init, jax.random.key(0))
+        agents = size(shapes.params)
+        per_agent = agents if self.ppo.shared_params else agents // self.U
+        critic = size(shapes.critic.get("params", {}))
+        return {"per_agent": per_agent, "agents": agents, "central_critic": critic, "total": agents + critic}
 
     # ------------------------------------------------------------------ acting after training
     def policy(self, params, name: str = "mlp") -> Policy:

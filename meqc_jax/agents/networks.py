@@ -3,7 +3,8 @@
 Each device's agent holds two actor-critics with their own torsos:
   * discrete: a categorical policy over the E servers (Eq. 19) and its value V^D;
   * continuous: a Gaussian policy over the local fraction (Eq. 20) and its value V^C.
-The torso is swappable (`torso="mlp"` now; the VQC torso plugs in with the same interface).
+The torso is swappable: `torso="mlp"` (two 256-unit layers) or `torso="vqc"` (the paper's quantum
+torso, `agents.vqc.VQCTorso`: 64 units -> 4-qubit circuit -> 64 units), same interface.
 """
 
 from __future__ import annotations
@@ -50,11 +51,18 @@ class HybridOutput:
     value_c: jnp.ndarray  # [...] V^C, the continuous critic
 
 
-def make_torso(kind: str, hidden: Sequence[int]) -> nn.Module:
-    """The shared-interface torso by name (the VQC torso of issue 5 registers here)."""
+TORSOS = ("mlp", "vqc")
+
+
+def make_torso(kind: str, hidden: Sequence[int], vqc_backend: str = "jax", vqc_width: int = 64) -> nn.Module:
+    """The shared-interface torso by name: `mlp` (widths `hidden`) or `vqc` (paper Section IV-C)."""
     if kind == "mlp":
         return MLPTorso(hidden=tuple(hidden))
-    raise ValueError(f"unknown torso {kind!r}: allowed mlp")
+    if kind == "vqc":
+        from meqc_jax.agents.vqc import VQCTorso
+
+        return VQCTorso(width=vqc_width, backend=vqc_backend)
+    raise ValueError(f"unknown torso {kind!r}: allowed one of " + ", ".join(TORSOS))
 
 
 class CentralCritic(nn.Module):
@@ -87,15 +95,16 @@ class HybridActorCritic(nn.Module):
     hidden: Sequence[int] = (256, 256)
     init_log_std: float = -0.5
     init_mean: float = 0.5
+    vqc_backend: str = "jax"
 
     @nn.compact
     def __call__(self, obs) -> HybridOutput:
         small = _scaled(0.01)  # near-uniform initial policies
         unit = _scaled(1.0)
-        z_d = make_torso(self.torso, self.hidden)(obs)
+        z_d = make_torso(self.torso, self.hidden, self.vqc_backend)(obs)
         logits = nn.Dense(self.num_servers, kernel_init=small, name="logits")(z_d)
         value_d = nn.Dense(1, kernel_init=unit, name="value_d")(z_d)[..., 0]
-        z_c = make_torso(self.torso, self.hidden)(obs)
+        z_c = make_torso(self.torso, self.hidden, self.vqc_backend)(obs)
         mean = nn.Dense(1, kernel_init=small, bias_init=nn.initializers.constant(self.init_mean), name="mean")(z_c)[..., 0]
         value_c = nn.Dense(1, kernel_init=unit, name="value_c")(z_c)[..., 0]
         log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), ())
