@@ -17,7 +17,8 @@ baselines may read the full `env_state`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+import functools
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +40,10 @@ class Policy:
     act: Callable
     centralized: bool = False  # reads env_state beyond obs
     host: bool = False  # runs part of its work on the host (pure_callback), e.g. the oracle
+    # Optional per-sweep-point parameters (a pytree stacked over points) and the function that
+    # acts with one point's slice: `act_with(params, key, env_state, obs)`; see `evaluate`.
+    params: Any = None
+    act_with: Callable | None = None
 
 
 def _local(config: SystemConfig):
@@ -140,6 +145,13 @@ def make_policy(name: str, config: SystemConfig) -> Policy:
     """The named baseline (or the oracle) for `config`; unknown names raise a one-line ValueError."""
     if name not in _FACTORIES:
         raise ValueError(f"unknown policy {name!r}: allowed {', '.join(POLICY_NAMES)}")
+    return _cached_policy(name, config)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_policy(name: str, config: SystemConfig) -> Policy:
+    # One Policy object per (name, config): its `act` is then the same function every time, so
+    # `evaluate` reuses the compiled program across calls.
     return _FACTORIES[name](config)
 
 

@@ -9,11 +9,17 @@ with JaxMARL's multi-agent conventions (per-agent leading axis U on observations
 
 Everything is a pure function of its inputs, so `jax.jit(jax.vmap(env.step))` runs thousands of
 independent instances in one call; each call must be given a fresh key (split, never reuse).
+
+Sweeps without recompiling: `env.params_for(other_config)` turns a configuration that differs from
+the env's only in a server speed, a QPU size, the qubit lifetime or the cost weights into traced
+`EnvParams`; `env.reset(key, params)` stores them in the state, so every scenario drawn afterwards
+(including automatic resets) uses them, and one compiled program serves all sweep values (vmap).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -34,12 +40,47 @@ _SERVER_FIELDS = ("f_edge", "qcap", "k")
 
 
 @struct.dataclass
+class EnvParams:
+    """Per-instance scenario parameters that override the static configuration (gymnax-style).
+
+    Scalars in SI units; NaN means "as the configuration samples it". Build them with
+    `MEQCEnv.params_for(config)` (validated on the host), never by hand inside jit.
+    """
+
+    f_edge: jnp.ndarray  # [] Hz, every server's CPU speed
+    phys_qubits: jnp.ndarray  # [] physical qubits of every QPU (integral)
+    t1: jnp.ndarray  # [] s, nominal qubit lifetime
+    lam_d: jnp.ndarray  # [] latency weight
+    lam_e: jnp.ndarray  # [] energy weight
+
+    def apply(self, scenario: Scenario) -> Scenario:
+        """The scenario with every set (non-NaN) parameter replacing its sampled values."""
+        def pick(value, sampled):
+            unset = jnp.isnan(value)
+            return jnp.where(unset, sampled, jnp.where(unset, 0.0, value).astype(sampled.dtype))
+
+        return scenario.replace(
+            f_edge=pick(self.f_edge, scenario.f_edge),
+            phys_qubits=pick(self.phys_qubits, scenario.phys_qubits),
+            t1=pick(self.t1, scenario.t1),
+            lam_d=pick(self.lam_d, scenario.lam_d),
+            lam_e=pick(self.lam_e, scenario.lam_e),
+        )
+
+
+# SystemConfig fields an EnvParams can carry, and (for the error message) what each must look like.
+SWEEPABLE_FIELDS = ("f_edge_choices_ghz", "phys_qubits_range", "t1_ms", "preset", "lam_d", "lam_e")
+
+
+@struct.dataclass
 class EnvState:
-    """Full state of one instance: the episode's scenario, the current slot's tasks, the slot index."""
+    """Full state of one instance: the episode's scenario, the current slot's tasks, the slot index,
+    and the instance's scenario parameters (all NaN unless a sweep set them)."""
 
     scenario: Scenario
     tasks: Tasks
     t: jnp.ndarray  # [] int, slot index within the episode, 0..slots_per_episode-1
+    params: EnvParams
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,12 +127,60 @@ class MEQCEnv:
         c = self.config
         return f"MEQCEnv(U={c.num_users}, E={c.num_servers}, T={c.slots_per_episode}, preset={c.preset})"
 
+    # ------------------------------------------------------------------ sweep parameters
+    def default_params(self) -> EnvParams:
+        """Parameters that change nothing: the configuration's own sampling."""
+        nan = jnp.asarray(math.nan, dtype=float)
+        return EnvParams(f_edge=nan, phys_qubits=nan, t1=nan, lam_d=nan, lam_e=nan)
+
+    def params_for(self, config: SystemConfig) -> EnvParams:
+        """EnvParams that make this env behave as `config` (host-side, validated).
+
+        `config` may differ from the env's configuration only in: one fixed server speed
+        (`f_edge_choices_ghz` of length 1), one fixed QPU size (`phys_qubits_range` with low = high),
+        `t1_ms`, and the weights (`preset`, `lam_d`, `lam_e`). Anything else changes shapes or
+        sampling and needs its own env (ValueError naming the field).
+        """
+        base = self.config
+        for f in dataclasses.fields(SystemConfig):
+            if f.name not in SWEEPABLE_FIELDS and getattr(config, f.name) != getattr(base, f.name):
+                raise ValueError(f"params_for: SystemConfig.{f.name} differs from the env's "
+                                 f"({getattr(config, f.name)!r} vs {getattr(base, f.name)!r}); "
+                                 f"allowed to differ: {', '.join(SWEEPABLE_FIELDS)}")
+        nan = math.nan
+        f_edge = phys = t1 = nan
+        if config.f_edge_choices_ghz != base.f_edge_choices_ghz:
+            if len(config.f_edge_choices_ghz) != 1:
+                raise ValueError(f"params_for: SystemConfig.f_edge_choices_ghz={config.f_edge_choices_ghz!r} is "
+                                 "invalid for a sweep: allowed a single speed, e.g. (25.0,)")
+            f_edge = config.si.f_edge_choices[0]
+        if config.phys_qubits_range != base.phys_qubits_range:
+            lo, hi = config.phys_qubits_range
+            if lo != hi:
+                raise ValueError(f"params_for: SystemConfig.phys_qubits_range={config.phys_qubits_range!r} is "
+                                 "invalid for a sweep: allowed a fixed size (n, n)")
+            phys = float(lo)
+        if config.t1_ms != base.t1_ms:
+            t1 = config.si.t1
+        ld, le = config.weights
+        bd, be = base.weights
+        lam_d, lam_e = (nan if ld == bd else ld), (nan if le == be else le)
+        return EnvParams(*(jnp.asarray(v, dtype=float) for v in (f_edge, phys, t1, lam_d, lam_e)))
+
+    @staticmethod
+    def stack_params(params: list[EnvParams]) -> EnvParams:
+        """Stack EnvParams on a new leading axis (one entry per sweep point) for `vmap`."""
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *params)
+
     # ------------------------------------------------------------------ reset / step
-    def reset(self, key) -> tuple[jnp.ndarray, EnvState]:
-        """Draw a new episode (scenario) and its first slot (tasks); returns (obs [U, D], state)."""
+    def reset(self, key, params: EnvParams | None = None) -> tuple[jnp.ndarray, EnvState]:
+        """Draw a new episode (scenario) and its first slot (tasks); returns (obs [U, D], state).
+        `params` (default: none) override parts of every scenario this instance draws."""
+        params = self.default_params() if params is None else params
         k_scen, k_tasks = jax.random.split(key)
-        scenario = sample_scenario(k_scen, self.config)
-        state = EnvState(scenario=scenario, tasks=sample_tasks(k_tasks, self.config, scenario), t=jnp.int32(0))
+        scenario = params.apply(sample_scenario(k_scen, self.config))
+        state = EnvState(scenario=scenario, tasks=sample_tasks(k_tasks, self.config, scenario), t=jnp.int32(0),
+                         params=params)
         return self.observe(state), state
 
     def step(self, key, state: EnvState, action):
@@ -102,26 +191,34 @@ class MEQCEnv:
         pass a third action element, `preferred` bool [U]: its choice of each server's QPU winner
         (see `cost.arbitrate`); agents pass `(server, phi)` and the configured rule decides.
         """
-        server, phi = action[0], action[1]
-        preferred = action[2] if len(action) > 2 else None
         k_arb, k_tasks, k_scen = jax.random.split(key, 3)
-        breakdown: CostBreakdown = slot_cost(
-            self.config, state.scenario, state.tasks, server, phi, k_arb, preferred
-        )
+        breakdown = self._price(k_arb, state, action)
         done = state.t + 1 >= self.config.slots_per_episode
         # Automatic reset: a new scenario is drawn every step and kept only at an episode's end
         # (under vmap a lax.cond would evaluate both branches anyway).
         scenario = jax.tree.map(
-            lambda new, old: jnp.where(done, new, old), sample_scenario(k_scen, self.config), state.scenario
+            lambda new, old: jnp.where(done, new, old),
+            state.params.apply(sample_scenario(k_scen, self.config)), state.scenario,
         )
         next_state = EnvState(
             scenario=scenario,
             tasks=sample_tasks(k_tasks, self.config, scenario),
             t=jnp.where(done, 0, state.t + 1).astype(jnp.int32),
+            params=state.params,
         )
         reward = jnp.full((self.config.num_users,), -breakdown.total)
         info = {"cost": breakdown, "slot": state.t}
         return self.observe(next_state), next_state, reward, done, info
+
+    def price(self, key, state: EnvState, action) -> CostBreakdown:
+        """The cost of `action` on the current slot exactly as `step(key, state, action)` prices it
+        (same key use), without moving on: lets several policies be priced on one slot."""
+        return self._price(jax.random.split(key, 3)[0], state, action)
+
+    def _price(self, k_arb, state: EnvState, action) -> CostBreakdown:
+        server, phi = action[0], action[1]
+        preferred = action[2] if len(action) > 2 else None
+        return slot_cost(self.config, state.scenario, state.tasks, server, phi, k_arb, preferred)
 
     # ------------------------------------------------------------------ observation (spec 10)
     def _make_obs_fields(self) -> tuple[ObsField, ...]:

@@ -7,13 +7,21 @@
 all). The environment's randomness (scenarios, tasks, channels, arrival orders) comes from one key
 stream shared by all policies, and tasks never depend on actions, so every policy is priced on the
 identical sequence of slots; a policy's own randomness comes from a separate stream.
-Each policy runs as one jitted `lax.scan` over a chunk of slots, vmapped over instances; the
-oracle's MIPs run on the host inside the same scan through `jax.pure_callback`.
+All policies run in one jitted `lax.scan` over a chunk of slots, vmapped over instances: each
+slot, every policy acts on the same state and is priced on the same draws; the oracle's MIPs run
+on the host inside the same scan through `jax.pure_callback`. Compiled programs are cached, so
+repeated evaluations of the same configuration and policies compile once.
+
+Sweeps: with `env_params` (EnvParams stacked over P sweep points, see `MEQCEnv.params_for`) every
+point gets its own `num_envs` instances, all points run in the same compiled program, and
+`result.points[p]` holds the summary per policy at point p. A policy with `params` (stacked over the
+same P points, e.g. one trained network per point) acts at each point with that point's parameters.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from typing import Sequence
@@ -33,40 +41,72 @@ METRICS = ("cost", "latency", "energy", "quantum_share", "feasible_share")
 class EvalResult:
     """Per-slot metrics ([num_slots, num_envs] per policy and metric) and a summary per policy."""
 
-    per_slot: dict[str, dict[str, np.ndarray]]
-    summary: dict[str, dict[str, float]]
+    per_slot: dict[str, dict[str, np.ndarray]]  # [num_slots, num_envs], or [num_slots, P, num_envs]
+    summary: dict[str, dict[str, float]]  # over all slots (and points)
     config: SystemConfig
     num_envs: int
     num_slots: int
     seed: int
-    wall_s: dict[str, float]
+    wall_s: dict[str, float]  # {"all": seconds}: all policies run in one program
+    points: list[dict[str, dict[str, float]]] | None = None  # per sweep point, when env_params given
 
 
-def _make_chunk_runner(env: MEQCEnv, policy: Policy, chunk: int):
-    """jit(scan over `chunk` slots of vmap(policy.act) + vmap(env.step)); returns state and metrics."""
-    step = jax.vmap(env.step)
-    act = jax.vmap(policy.act)
+_RUNNER_CACHE: dict = {}
+_RUNNER_CACHE_SIZE = 16
 
-    def one_slot(carry, slot_key):
+
+def _chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, compiler_options=None):
+    """One jitted program for all policies: a `lax.scan` over `chunk` slots where every policy acts on
+    the same state and is priced on the same slot (one env transition serves them all, as tasks never
+    depend on actions), vmapped over [P, N] instances. Cached by (config, policy functions, chunk)
+    so that repeated evaluations (sweeps, figures) compile once."""
+    cache_key = (env.config, tuple((p.name, p.act, p.act_with) for p in pols), chunk, compiler_options)
+    if cache_key in _RUNNER_CACHE:
+        return _RUNNER_CACHE[cache_key]
+
+    def lift(pol):
+        if pol.params is None:
+            one = lambda p, k, s, o: pol.act(k, s, o)  # noqa: E731
+            return jax.vmap(jax.vmap(one, in_axes=(None, 0, 0, 0)), in_axes=(None, 0, 0, 0))
+        return jax.vmap(jax.vmap(pol.act_with, in_axes=(None, 0, 0, 0)), in_axes=(0, 0, 0, 0))
+
+    acts = [lift(p) for p in pols]
+    price = jax.vmap(jax.vmap(env.price))
+    step = jax.vmap(jax.vmap(env.step))
+
+    def split2(key, shape):
+        # [P, N] keys, equal across the P sweep points: every point sees the same slots
+        return jnp.broadcast_to(jax.random.split(key, shape[1])[None], shape)
+
+    def one_slot(carry, slot_key, pol_params):
         obs, state = carry
-        k_env, k_act = jax.random.split(slot_key)  # same k_env for every policy: paired slots
-        n = obs.shape[0]
-        action = act(jax.random.split(k_act, n), state, obs)
-        obs, state, _, _, info = step(jax.random.split(k_env, n), state, action)
-        c = info["cost"]
-        metrics = {
-            "cost": c.total,
-            "latency": jnp.mean(c.latency, axis=-1),
-            "energy": jnp.mean(c.energy, axis=-1),
-            "quantum_share": jnp.mean(c.quantum.astype(float), axis=-1),
-            "feasible_share": jnp.mean(jnp.any(c.feasible, axis=-1).astype(float), axis=-1),
-        }
+        k_env, k_act = jax.random.split(slot_key)
+        shape = obs.shape[:2]
+        env_keys = split2(k_env, shape)  # the same slot and arbitration draws for every policy
+        metrics = []
+        for i, act in enumerate(acts):
+            action = act(pol_params[i], split2(jax.random.fold_in(k_act, i), shape), state, obs)
+            c = price(env_keys, state, action)
+            metrics.append({
+                "cost": c.total,
+                "latency": jnp.mean(c.latency, axis=-1),
+                "energy": jnp.mean(c.energy, axis=-1),
+                "quantum_share": jnp.mean(c.quantum.astype(float), axis=-1),
+                "feasible_share": jnp.mean(jnp.any(c.feasible, axis=-1).astype(float), axis=-1),
+            })
+        # the transition does not depend on the action: step with any one (here: local's shape)
+        U = state.scenario.f_local.shape[-1]
+        hold = (jnp.zeros(shape + (U,), jnp.int32), jnp.ones(shape + (U,)))
+        obs, state, _, _, _ = step(env_keys, state, hold)
         return (obs, state), metrics
 
-    @jax.jit
-    def run(obs, state, slot_keys):
-        return jax.lax.scan(one_slot, (obs, state), slot_keys)
+    def scan(obs, state, slot_keys, pol_params):
+        return jax.lax.scan(lambda c, k: one_slot(c, k, pol_params), (obs, state), slot_keys)
 
+    run = jax.jit(scan, compiler_options=dict(compiler_options) if compiler_options else None)
+    if len(_RUNNER_CACHE) >= _RUNNER_CACHE_SIZE:
+        _RUNNER_CACHE.pop(next(iter(_RUNNER_CACHE)))
+    _RUNNER_CACHE[cache_key] = run
     return run
 
 
@@ -91,6 +131,8 @@ def evaluate(
     seed: int = 0,
     chunk: int = 50,
     progress: bool = False,
+    env_params=None,
+    compiler_options: tuple[tuple[str, object], ...] | None = None,
 ) -> EvalResult:
     """Evaluate `policies` on the same `num_envs` x `num_slots` slots; see the module docstring.
 
@@ -108,27 +150,50 @@ def evaluate(
     if len(set(names)) != len(names):
         raise ValueError(f"evaluate: policy names must be unique, got {names}")
     env = MEQCEnv(config)
+    swept = env_params is not None
+    if not swept:
+        env_params = MEQCEnv.stack_params([env.default_params()])
+    P = int(jax.tree.leaves(env_params)[0].shape[0])
+    for pol in pols:
+        if pol.params is not None and int(jax.tree.leaves(pol.params)[0].shape[0]) != P:
+            raise ValueError(f"evaluate: policy {pol.name!r} has parameters for "
+                             f"{jax.tree.leaves(pol.params)[0].shape[0]} points, env_params for {P}")
     chunk = min(chunk, num_slots)
     n_chunks = math.ceil(num_slots / chunk)
     k_reset, k_run = jax.random.split(jax.random.key(seed))
-    reset = jax.jit(jax.vmap(env.reset))
+    # every sweep point gets the same instances (common random numbers across points too), so a
+    # curve over the points shows the effect of the swept parameter, not of different draws
+    reset_keys = jnp.broadcast_to(jax.random.split(k_reset, num_envs)[None], (P, num_envs))
     chunk_keys = jax.random.split(k_run, n_chunks * chunk).reshape(n_chunks, chunk)
 
-    per_slot, wall = {}, {}
-    bar = _progress(progress, len(pols) * n_chunks)
-    for pol in pols:
-        t0 = time.perf_counter()
-        run = _make_chunk_runner(env, pol, chunk)
-        obs, state = reset(jax.random.split(k_reset, num_envs))
-        pieces = []
-        for c in range(n_chunks):
-            (obs, state), metrics = run(obs, state, chunk_keys[c])
-            pieces.append(jax.device_get(metrics))
-            bar.advance(pol.name)
-        per_slot[pol.name] = {m: np.concatenate([p[m] for p in pieces])[:num_slots] for m in METRICS}
-        wall[pol.name] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run = _chunk_runner(env, pols, chunk, compiler_options)
+    obs, state = _reset_batched(config)(reset_keys, env_params)
+    pol_params = tuple(p.params for p in pols)
+    pieces = []
+    bar = _progress(progress, n_chunks)
+    for c in range(n_chunks):
+        (obs, state), metrics = run(obs, state, chunk_keys[c], pol_params)
+        pieces.append(jax.device_get(metrics))
+        bar.advance(f"slots {min((c + 1) * chunk, num_slots)}/{num_slots}")
     bar.close()
+    per_slot = {pol.name: {m: np.concatenate([p[i][m] for p in pieces])[:num_slots] for m in METRICS}
+                for i, pol in enumerate(pols)}
+    wall = {"all": time.perf_counter() - t0}
 
+    flat = {n: {m: v.reshape(v.shape[0], -1) for m, v in per_slot[n].items()} for n in names}  # [T, P N]
+    summary = _summaries(flat, names)
+    points = None
+    if swept:
+        points = [_summaries({n: {m: v[:, p] for m, v in per_slot[n].items()} for n in names}, names)
+                  for p in range(P)]
+    else:
+        per_slot = {n: {m: v[:, 0] for m, v in per_slot[n].items()} for n in names}
+    return EvalResult(per_slot, summary, config, num_envs, num_slots, seed, wall, points)
+
+
+def _summaries(per_slot: dict[str, dict[str, np.ndarray]], names) -> dict[str, dict[str, float]]:
+    """Per policy: `_summarize`, plus ratios to the oracle when it was evaluated."""
     summary = {name: _summarize(per_slot[name]) for name in names}
     if "oracle" in per_slot:
         opt = per_slot["oracle"]["cost"].astype(np.float64)
@@ -136,7 +201,14 @@ def evaluate(
             cost = per_slot[name]["cost"].astype(np.float64)
             summary[name]["ratio_to_oracle"] = float(cost.mean() / opt.mean())
             summary[name]["share_at_optimum"] = float(np.mean(cost <= opt * (1 + 1e-4)))
-    return EvalResult(per_slot, summary, config, num_envs, num_slots, seed, wall)
+    return summary
+
+
+@functools.lru_cache(maxsize=16)
+def _reset_batched(config: SystemConfig):
+    from meqc_jax.ppo import FAST_COMPILE  # runs once per evaluation: compile time is what matters
+
+    return jax.jit(jax.vmap(jax.vmap(MEQCEnv(config).reset, in_axes=(0, None))), compiler_options=dict(FAST_COMPILE))
 
 
 class _progress:

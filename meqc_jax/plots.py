@@ -51,3 +51,95 @@ def plot_learning_curve(path: str, cost: np.ndarray, baselines: dict, oracle: fl
     ax.grid(alpha=0.3, which="both")
     _save(fig, path)
     plt.close(fig)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+_REF_STYLES = {"local": ("C3", ":"), "random_offloading": ("C4", "--"), "random_partitioning": ("C5", "-."),
+               "greedy": ("C2", (0, (5, 1))), "oracle": ("k", "-")}
+_POLICY_COLORS = {"mlp": "C0", "vqc": "C1"}
+
+
+def plot_training_figure(path: str, data: dict, title: str = "", epoch_slots: int = 500) -> None:
+    """Figs. 4-6: one panel per weight preset; training cost per epoch of each learned policy (mean
+    +- std over seeds) and the held-out cost of the baselines and the oracle as horizontal lines."""
+    plt = _plt()
+    presets = list(data["presets"])
+    fig, axes = plt.subplots(1, len(presets), figsize=(5.2 * len(presets), 4.0), squeeze=False)
+    for ax, preset in zip(axes[0], presets):
+        e = data["presets"][preset]
+        for torso, curves in e["curves"].items():
+            c = np.atleast_2d(np.asarray(curves, np.float64))
+            x = np.arange(1, c.shape[1] + 1)
+            m, s = c.mean(axis=0), c.std(axis=0)
+            ax.plot(x, m, color=_POLICY_COLORS.get(torso, "C6"), lw=2,
+                    label=f"{torso.upper()} PPO, training ({c.shape[0]} seed{'s' if c.shape[0] > 1 else ''})")
+            if c.shape[0] > 1:
+                ax.fill_between(x, m - s, m + s, color=_POLICY_COLORS.get(torso, "C6"), alpha=0.25)
+            ax.axhline(e["final"][torso], color=_POLICY_COLORS.get(torso, "C6"), lw=1, ls="--",
+                       label=f"{torso.upper()} held-out ({e['final'][torso]:.1f})")
+        for name, (color, ls) in _REF_STYLES.items():
+            if name in e["final"]:
+                ax.axhline(e["final"][name], color=color, ls=ls, lw=1.3, label=f"{name} ({e['final'][name]:.1f})")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"training epoch ({epoch_slots} slots each)")
+        ax.set_ylabel("mean system cost per slot (Eq. 12)")
+        ax.set_title(f"{preset} preset")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=6.5, loc="upper right")
+    fig.suptitle(title)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_sweep_figure(path: str, data: dict, logx: bool = False, title: str = "") -> None:
+    """Figs. 7-9: held-out cost of the learned policy, the baselines and the oracle at each sweep value."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    x = np.asarray(data["values"], np.float64)
+    for name, cost in data["cost"].items():
+        color, ls = _REF_STYLES.get(name, (_POLICY_COLORS.get(name, "C6"), "-"))
+        lw = 2.2 if name in _POLICY_COLORS else 1.4
+        ax.plot(x, cost, color=color, ls=ls, lw=lw, marker="o", ms=4,
+                label=("MLP PPO (trained per point)" if name == "mlp" else name))
+    if logx:
+        ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(data["label"])
+    ax.set_ylabel("mean system cost per slot (Eq. 12)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_qpu_map(path: str, data: dict) -> None:
+    """Fig. 10: the oracle's share of users served by a QPU over qubit lifetime x latency weight,
+    one heat map per energy model."""
+    plt = _plt()
+    models = list(data["models"])
+    fig, axes = plt.subplots(1, len(models), figsize=(5.6 * len(models), 3.8), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        share = 100 * np.asarray(data["models"][model]["qpu_share"], np.float64)
+        im = ax.imshow(share, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=max(1.0, share.max()))
+        ax.set_xticks(range(len(data["t1_ms"])), [f"{t:g}" for t in data["t1_ms"]], fontsize=7)
+        ax.set_yticks(range(len(data["lam_d"])), [f"{v:g}" for v in data["lam_d"]])
+        ax.set_xlabel("qubit lifetime t1 (ms)")
+        ax.set_ylabel("latency weight lam_d (lam_e = 1 - lam_d)")
+        ax.set_title(f"energy model: {model}")
+        for i in range(share.shape[0]):
+            for j in range(share.shape[1]):
+                ax.text(j, i, f"{share[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                        color="w" if share[i, j] < 0.6 * max(1.0, share.max()) else "k")
+        fig.colorbar(im, ax=ax, label="oracle: users served by a QPU (%)")
+    fig.suptitle("Fig. 10: where the QPU pays (exact per-slot optimum, U = E = 10)")
+    _save(fig, path)
+    plt.close(fig)

@@ -21,6 +21,7 @@ decentralized); the default `"auto"` uses it exactly when the reward is the shar
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 
@@ -39,6 +40,10 @@ from meqc_jax.cost import slot_cost
 from meqc_jax.env import EnvState, MEQCEnv
 
 REWARDS = ("own", "shared")
+# XLA options for programs whose compile time matters more than their run time (they run once, or
+# briefly): skipping LLVM's optimizations cuts XLA:CPU compile time about 3x and at most doubles
+# the run time of the training program (measured on this project's 2-core CPU).
+FAST_COMPILE = (("xla_backend_optimization_level", 0),)
 CRITICS = ("auto", "local", "central")
 HPARAM_SETS = ("project", "paper")
 
@@ -172,7 +177,10 @@ def reward_scale(system: SystemConfig, samples: int = 256, seed: int = 12345) ->
 class Trainer:
     """`make_train`'s result: `trainer(key)` trains from scratch in one jitted function."""
 
-    def __init__(self, system: SystemConfig, ppo: PPOConfig, scale: float | None = None):
+    def __init__(self, system: SystemConfig, ppo: PPOConfig, scale: float | None = None,
+                 compiler_options: tuple[tuple[str, object], ...] | None = None):
+        """`compiler_options` (XLA options as (name, value) pairs) apply to the batched training
+        program; `FAST_COMPILE` trades run time for compile time (short runs, tests)."""
         self.system, self.ppo = system, ppo
         self.env = MEQCEnv(system)
         self.U, self.E = system.num_users, system.num_servers
@@ -188,6 +196,10 @@ class Trainer:
         self.obs_dim = self.env.obs_dim + (self.U if ppo.shared_params else 0)
         self.tx = optax.chain(optax.clip_by_global_norm(ppo.max_grad_norm), optax.adam(ppo.lr, eps=1e-5))
         self.run = jax.jit(self._run, static_argnums=1)
+        # batched over runs (seeds, sweep points): used by `fit`, compiled once per trainer and chunk
+        self.init_batched = jax.jit(jax.vmap(self.init), compiler_options=dict(FAST_COMPILE))  # runs once
+        self.run_batched = jax.jit(self._run_batch, static_argnums=1,
+                                   compiler_options=dict(compiler_options) if compiler_options else None)
 
     # ------------------------------------------------------------------ networks over agents
     def _agent_obs(self, obs):
@@ -226,11 +238,13 @@ class Trainer:
         return out.replace(value_d=v[..., 0], value_c=v[..., 1])
 
     # ------------------------------------------------------------------ one epoch
-    def init(self, key) -> TrainState:
-        """Fresh parameters, Adam states and `num_envs` reset environments; epoch 0."""
+    def init(self, key, env_params=None) -> TrainState:
+        """Fresh parameters, Adam states and `num_envs` reset environments; epoch 0.
+        `env_params` (one `EnvParams`, traced) trains on a swept configuration without recompiling."""
         k_params, k_env, k_run, k_critic = jax.random.split(key, 4)
         params = self.init_params(k_params)
-        obs, env_state = jax.vmap(self.env.reset)(jax.random.split(k_env, self.ppo.num_envs))
+        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(
+            jax.random.split(k_env, self.ppo.num_envs), env_params)
         critic = {}
         if self.critic_net is not None:
             cp = self.critic_net.init(k_critic, jnp.zeros((1, self.U, self.obs_dim)))
@@ -370,13 +384,17 @@ class Trainer:
                          key=jax.random.key_data(key), epoch=state.epoch + 1, critic=critic)
         return new, metrics
 
+    def _run_batch(self, states: TrainState, num_epochs: int):
+        return jax.vmap(lambda s: self._run(s, num_epochs))(states)
+
     def _run(self, state: TrainState, num_epochs: int):
         """Advance `num_epochs` epochs: returns (state, metrics [num_epochs, len(METRIC_NAMES)])."""
         return jax.lax.scan(self._epoch, state, None, length=num_epochs)
 
-    def __call__(self, key):
-        """Train from scratch for `ppo.epochs` epochs: (final state, metrics per epoch). Pure; vmappable."""
-        return self._run(self.init(key), self.ppo.epochs)
+    def __call__(self, key, env_params=None):
+        """Train from scratch for `ppo.epochs` epochs: (final state, metrics per epoch). Pure; vmappable
+        (over keys, and over `env_params` of a sweep)."""
+        return self._run(self.init(key, env_params), self.ppo.epochs)
 
     def param_counts(self) -> dict:
         """Trainable parameters: per agent (both actor-critics), all agents, and the central critic."""
@@ -396,10 +414,25 @@ class Trainer:
 
         return Policy(name, act)
 
+    def sweep_policy(self, stacked_params, name: str = "mlp") -> Policy:
+        """Trained agents per sweep point (parameters stacked over points), for `evaluate(env_params=...)`.
+        The acting function is the same object for every call, so evaluations reuse their compile."""
+        return Policy(name, None, params=stacked_params, act_with=self._act_with)
 
-def make_train(system: SystemConfig, ppo: PPOConfig | None = None, scale: float | None = None) -> Trainer:
-    """PureJaxRL-style entry point: `make_train(system, ppo)(key)` runs a whole training in one jit."""
-    return Trainer(system, PPOConfig() if ppo is None else ppo, scale)
+    def _act_with(self, params, key, env_state, obs):
+        return deterministic_action(self.apply(params, obs))
+
+
+def make_train(system: SystemConfig, ppo: PPOConfig | None = None, scale: float | None = None,
+               compiler_options: tuple[tuple[str, object], ...] | None = None) -> Trainer:
+    """PureJaxRL-style entry point: `make_train(system, ppo)(key)` runs a whole training in one jit.
+    Trainers are cached by their (frozen) configurations, so repeated calls share compiled programs."""
+    return _cached_trainer(system, PPOConfig() if ppo is None else ppo, scale, compiler_options)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_trainer(system, ppo, scale, compiler_options) -> Trainer:
+    return Trainer(system, ppo, scale, compiler_options)
 
 
 # ---------------------------------------------------------------------------- long runs on the host
@@ -412,7 +445,7 @@ def _ckpt_dirs(ckpt_dir: str) -> list[str]:
 
 
 def fit(trainer: Trainer, seeds, chunk: int = 10, ckpt_dir: str | None = None, resume: bool = True,
-        progress: bool = False, on_chunk=None):
+        progress: bool = False, on_chunk=None, env_params=None):
     """Train one run per seed for `trainer.ppo.epochs` epochs in chunks of `chunk` epochs.
 
     Seeds are vmapped inside one jitted call (one compile, all seeds at once). Between
@@ -420,6 +453,8 @@ def fit(trainer: Trainer, seeds, chunk: int = 10, ckpt_dir: str | None = None, r
     updates the progress bar and, with `ckpt_dir`, writes an orbax checkpoint of the full training
     state plus the metrics so far (`epoch_000010/`, ...). With `resume`, the newest checkpoint is
     loaded and training continues from it, bit-identically to an uninterrupted run.
+    With `env_params` (EnvParams stacked over the runs, one per seed entry) each run trains on its
+    own swept configuration, still in one compiled program (seeds may repeat across points).
     Returns (final TrainState batched over seeds, metrics [seeds, epochs, len(METRIC_NAMES)]).
     """
     import orbax.checkpoint as ocp
@@ -429,9 +464,12 @@ def fit(trainer: Trainer, seeds, chunk: int = 10, ckpt_dir: str | None = None, r
         raise ValueError(f"fit: chunk={chunk!r} is invalid: allowed an integer >= 1")
     seeds = [int(s) for s in seeds]
     keys = jnp.stack([jax.random.key(s) for s in seeds])
-    init = jax.jit(jax.vmap(trainer.init))
-    run_chunk = jax.jit(lambda st, n: jax.vmap(lambda s: trainer._run(s, n))(st), static_argnums=1)
-    state = init(keys)
+    if env_params is None:
+        env_params = MEQCEnv.stack_params([trainer.env.default_params()] * len(seeds))
+    elif int(jax.tree.leaves(env_params)[0].shape[0]) != len(seeds):
+        raise ValueError(f"fit: env_params has {jax.tree.leaves(env_params)[0].shape[0]} entries, seeds {len(seeds)}")
+    run_chunk = trainer.run_batched
+    state = trainer.init_batched(keys, env_params)
     history: list[np.ndarray] = []
     done = 0
     ckpt = ocp.StandardCheckpointer() if ckpt_dir else None

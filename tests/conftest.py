@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import jax.numpy as jnp
+import pytest
 import numpy as np
 from hypothesis import HealthCheck, settings
 
@@ -66,3 +67,16 @@ def as_numpy(tree) -> dict:
 def rel_close(a, b, rtol=1e-4, atol=0.0):
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return np.all(np.abs(a - b) <= rtol * np.abs(b) + atol)
+
+
+@pytest.fixture(scope="session")
+def tiny_reproduce(tmp_path_factory):
+    """One `reproduce` of every figure on tiny settings, shared by the tests that need its output."""
+    from meqc_jax.experiments import ReproduceConfig, reproduce
+
+    tiny = dict(epochs_mlp=3, epochs_vqc=3, envs=2, slots_per_epoch=10, minibatches=2, chunk=3, eval_envs=3,
+                eval_slots=3, sizes=(3, 3, 3), f_edge_ghz=(5.0, 30.0), phys_qubits=(1000, 20000),
+                t1_ms=(0.1, 1000.0), map_t1_ms=(0.1, 10.0), map_lam_d=(0.1, 0.9), map_envs=2, map_slots=2)
+    out = str(tmp_path_factory.mktemp("reproduce"))
+    rc = ReproduceConfig.quick(**tiny)
+    return out, rc, reproduce(rc, out, log=lambda *a: None)

@@ -75,7 +75,7 @@ def test_greedy_never_worse_than_local_per_slot_under_cheapest(latency_model):
     rng = np.random.default_rng(0)
     for _ in range(15):
         sc, tk = random_instance(rng, 8, 3, quantum_friendly=True)
-        state = EnvState(scenario=sc, tasks=tk, t=jnp.int32(0))
+        state = EnvState(scenario=sc, tasks=tk, t=jnp.int32(0), params=MEQCEnv(cfg).default_params())
         server, phi = greedy_action(cfg, state)
         g = slot_cost(cfg, sc, tk, server, phi, None)
         loc = slot_cost(cfg, sc, tk, jnp.zeros(8, int), jnp.ones(8), None)
@@ -87,7 +87,7 @@ def test_greedy_single_user_picks_best_grid_option():
     rng = np.random.default_rng(1)
     for _ in range(10):
         sc, tk = random_instance(rng, 1, 4, quantum_friendly=True)
-        server, phi = greedy_action(cfg, EnvState(scenario=sc, tasks=tk, t=jnp.int32(0)))
+        server, phi = greedy_action(cfg, EnvState(scenario=sc, tasks=tk, t=jnp.int32(0), params=MEQCEnv(cfg).default_params()))
         got = float(slot_cost(cfg, sc, tk, server, phi, None).total)
         grid = [float(slot_cost(cfg, sc, tk, jnp.array([e]), jnp.array([p]), None).total)
                 for e in range(4) for p in np.linspace(0, 1, 11)]

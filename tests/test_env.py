@@ -183,3 +183,44 @@ def test_float64_mode_in_subprocess():
     res = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "x64 ok" in res.stdout
+
+
+def test_env_params_reproduce_the_swept_configuration_exactly():
+    import pytest
+
+    base = SystemConfig(num_users=3, num_servers=4, slots_per_episode=3)
+    env = MEQCEnv(base)
+    assert all(bool(jnp.isnan(x)) for x in jax.tree.leaves(env.params_for(base)))
+    sweeps = [base.replace(f_edge_choices_ghz=(25.0,)), base.replace(phys_qubits_range=(12000, 12000)),
+              base.replace(t1_ms=100.0), base.replace(preset="delay")]
+    stacked = MEQCEnv.stack_params([env.params_for(c) for c in sweeps])
+    key = jax.random.key(3)
+    run = jax.jit(jax.vmap(lambda p: _rollout_costs(env, key, p)))
+    swept = np.asarray(run(stacked))  # [points, slots]: one compile for every sweep value
+    for i, cfg in enumerate(sweeps):  # an env built for that configuration, same keys: identical costs
+        env_cfg = MEQCEnv(cfg)
+        direct = np.asarray(jax.jit(lambda: _rollout_costs(env_cfg, key, None))())
+        np.testing.assert_allclose(swept[i], direct, rtol=1e-6)
+    assert not np.allclose(swept[0], swept[3])
+    # the parameters survive automatic resets (slots_per_episode = 3 < 7 slots rolled out)
+    _, st = env.reset(key, env.params_for(sweeps[2]))
+    for k in jax.random.split(key, 7):
+        _, st, _, _, _ = env.step(k, st, (jnp.zeros(3, int), jnp.zeros(3)))
+        np.testing.assert_allclose(np.asarray(st.scenario.t1), 0.1)
+    with pytest.raises(ValueError, match="SystemConfig.num_users"):
+        env.params_for(base.replace(num_users=4))
+    with pytest.raises(ValueError, match="f_edge_choices_ghz"):
+        env.params_for(base.replace(f_edge_choices_ghz=(5.0, 30.0)))
+
+
+def _rollout_costs(env, key, params):
+    """Total cost of 7 slots of a fixed action from reset(key, params)."""
+    k0, k1 = jax.random.split(key)
+    _, state = env.reset(k0, params)
+    U = env.num_agents
+
+    def slot(st, k):
+        _, st, _, _, info = env.step(k, st, (jnp.arange(U) % env.num_servers, jnp.full(U, 0.3)))
+        return st, info["cost"].total
+
+    return jax.lax.scan(slot, state, jax.random.split(k1, 7))[1]

@@ -21,5 +21,5 @@ def test_readme_starts_with_exactly_two_setup_commands():
     head = text.split("## ")[0]
     cmds = re.findall(r"```bash\n(.*?)\n```", head, flags=re.S)
     assert len(cmds) == 2
-    assert cmds[0].endswith("meqc demo") and cmds[1].endswith("pytest -q")
+    assert cmds[0].endswith("meqc reproduce --quick") and cmds[1].endswith("pytest -q")
     assert cmds[1] in (ROOT / ".ci" / "run").read_text()

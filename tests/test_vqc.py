@@ -260,8 +260,10 @@ def test_tiny_vqc_training_beats_random_policy(vqc_trainer):
 def test_training_chunks_do_not_retrace(torso):
     import chex
 
-    tr = make_train(SystemConfig(num_users=2, num_servers=2, slots_per_episode=8),
-                    PPOConfig(torso=torso, epochs=2, num_envs=2, num_minibatches=2, hidden=(16, 16)), scale=10.0)
+    from meqc_jax.ppo import Trainer
+
+    tr = Trainer(SystemConfig(num_users=2, num_servers=2, slots_per_episode=8),  # a private, uncached trainer
+                 PPOConfig(torso=torso, epochs=2, num_envs=2, num_minibatches=2, hidden=(16, 16)), scale=10.0)
     chex.clear_trace_counter()  # chex keys counters by call site, shared by both parametrizations
     tr._update = chex.assert_max_traces(tr._update, n=1)  # looked up when `run` traces
     state = tr.init(jax.random.key(0))

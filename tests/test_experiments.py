@@ -1,0 +1,62 @@
+"""`meqc reproduce`: every figure's files on tiny settings, skip/force, the report, sweeps = direct runs."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from meqc_jax.experiments import PARTS, ReproduceConfig, _epochs_to_converge, reproduce
+
+FILES = ["fig4_training_u3.png", "fig4_training_u3.csv", "fig5_training_u3.png", "fig6_training_u3.csv",
+         "fig7_edge_cpu.png", "fig7_edge_cpu.csv", "fig8_qubits.png", "fig8_qubits.csv", "fig9_qubit_quality.png",
+         "fig9_qubit_quality.csv", "fig10_qpu_map.png", "fig10_qpu_map.csv", "report.md"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_reproduce):
+    return tiny_reproduce  # conftest: one tiny reproduction per test session (the notebooks use it too)
+
+
+def test_every_figure_writes_png_csv_json_and_the_report(tiny_run):
+    out, rc, results = tiny_run
+    assert set(results) == set(PARTS)
+    for name in FILES + [f"{p}.json" for p in PARTS]:
+        assert os.path.getsize(os.path.join(out, name)) > 0, name
+    report = open(os.path.join(out, "report.md")).read()
+    assert "## Paper claim vs this run" in report and "Fig. 9" in report and "not comparable" in report
+    fig4 = results["fig4"]["presets"]
+    assert set(fig4) == {"balanced", "delay", "energy"} and set(fig4["balanced"]["curves"]) == {"mlp", "vqc"}
+    for preset in fig4.values():
+        assert np.isfinite(preset["final"]["mlp"]) and preset["final"]["oracle"] <= preset["final"]["greedy"] + 1e-6
+    # Fig. 8's sweep over qubits: every point sees the same instances, so `local` is identical
+    local = results["fig8"]["cost"]["local"]
+    assert local[0] == pytest.approx(local[1], rel=1e-9)
+    share = np.asarray(results["fig10"]["models"]["power_time"]["qpu_share"])
+    assert share.shape == (2, 2) and np.all((share >= 0) & (share <= 1))
+
+
+def test_rerun_skips_finished_parts_and_force_redoes_them(tiny_run):
+    out, rc, _ = tiny_run
+    stamps = {p: os.path.getmtime(os.path.join(out, f"{p}.json")) for p in PARTS}
+    logs = []
+    reproduce(rc, out, parts=("fig10",), log=logs.append)
+    assert os.path.getmtime(os.path.join(out, "fig10.json")) == stamps["fig10"]
+    assert any("skipped" in line for line in logs)
+    reproduce(rc, out, parts=("fig10",), force=True, log=logs.append)
+    assert os.path.getmtime(os.path.join(out, "fig10.json")) > stamps["fig10"]
+    assert os.path.getmtime(os.path.join(out, "fig9.json")) == stamps["fig9"]
+    data = json.load(open(os.path.join(out, "fig10.json")))
+    assert data["wall_s"] > 0 and "device" in data
+
+
+def test_config_validation_and_convergence_measure():
+    with pytest.raises(ValueError, match=r"ReproduceConfig.seeds="):
+        ReproduceConfig(seeds=0)
+    with pytest.raises(ValueError, match=r"ReproduceConfig.minibatches="):
+        ReproduceConfig(envs=3, slots_per_epoch=5, minibatches=2)
+    with pytest.raises(ValueError, match="parts"):
+        reproduce(ReproduceConfig.quick(), "/tmp/unused", parts=("fig11",))
+    curve = np.r_[np.linspace(100, 20, 30), np.full(70, 20.0)]
+    assert 25 <= _epochs_to_converge(curve) <= 32
+    assert _epochs_to_converge(np.full(10, 5.0)) == 5  # the first full smoothing window
