@@ -34,7 +34,10 @@ from meqc_jax.baselines import Policy, make_policy
 from meqc_jax.config import SystemConfig
 from meqc_jax.env import MEQCEnv
 
-METRICS = ("cost", "latency", "energy", "quantum_share", "feasible_share")
+METRICS = ("cost", "latency", "energy", "quantum_share", "qpu_offload_share", "feasible_share")
+# A user "served by a QPU" for `qpu_offload_share` holds a QPU *and* offloads at least this much of
+# its task: the oracle may hold a QPU at phi ~ 1 (a tie with local execution), which is not service.
+QPU_OFFLOAD_MIN = 0.01
 
 
 @dataclasses.dataclass
@@ -92,6 +95,7 @@ def _chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, compiler_opt
                 "latency": jnp.mean(c.latency, axis=-1),
                 "energy": jnp.mean(c.energy, axis=-1),
                 "quantum_share": jnp.mean(c.quantum.astype(float), axis=-1),
+                "qpu_offload_share": jnp.mean((c.quantum & (c.phi <= 1.0 - QPU_OFFLOAD_MIN)).astype(float), axis=-1),
                 "feasible_share": jnp.mean(jnp.any(c.feasible, axis=-1).astype(float), axis=-1),
             })
         # the transition does not depend on the action: step with any one (here: local's shape)
@@ -118,7 +122,7 @@ def _summarize(per_slot: dict[str, np.ndarray]) -> dict[str, float]:
     units = cost.mean(axis=0) if N > 1 else cost[:, 0]
     half = 1.96 * units.std(ddof=1) / math.sqrt(len(units)) if len(units) > 1 else float("nan")
     out = {"mean_cost": float(cost.mean()), "ci95": float(half), "slots": int(T * N)}
-    for m in ("latency", "energy", "quantum_share", "feasible_share"):
+    for m in ("latency", "energy", "quantum_share", "qpu_offload_share", "feasible_share"):
         out["mean_" + m if m in ("latency", "energy") else m] = float(per_slot[m].astype(np.float64).mean())
     return out
 

@@ -15,6 +15,9 @@ def _save(fig, path: str) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=130, bbox_inches="tight")
+        from meqc_jax.io import _publishable
+
+        _publishable(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -72,7 +75,7 @@ def plot_training_figure(path: str, data: dict, title: str = "", epoch_slots: in
     +- std over seeds) and the held-out cost of the baselines and the oracle as horizontal lines."""
     plt = _plt()
     presets = list(data["presets"])
-    fig, axes = plt.subplots(1, len(presets), figsize=(5.2 * len(presets), 4.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(presets), figsize=(5.4 * len(presets), 4.2), squeeze=False)
     for ax, preset in zip(axes[0], presets):
         e = data["presets"][preset]
         for torso, curves in e["curves"].items():
@@ -90,11 +93,12 @@ def plot_training_figure(path: str, data: dict, title: str = "", epoch_slots: in
                 ax.axhline(e["final"][name], color=color, ls=ls, lw=1.3, label=f"{name} ({e['final'][name]:.1f})")
         ax.set_yscale("log")
         ax.set_xlabel(f"training epoch ({epoch_slots} slots each)")
-        ax.set_ylabel("mean system cost per slot (Eq. 12)")
+        if ax is axes[0][0]:
+            ax.set_ylabel("mean system cost per slot (Eq. 12)")
         ax.set_title(f"{preset} preset")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=6.5, loc="upper right")
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.02)
     _save(fig, path)
     plt.close(fig)
 
@@ -139,7 +143,8 @@ def plot_qpu_map(path: str, data: dict) -> None:
             for j in range(share.shape[1]):
                 ax.text(j, i, f"{share[i, j]:.0f}", ha="center", va="center", fontsize=6,
                         color="w" if share[i, j] < 0.6 * max(1.0, share.max()) else "k")
-        fig.colorbar(im, ax=ax, label="oracle: users served by a QPU (%)")
-    fig.suptitle("Fig. 10: where the QPU pays (exact per-slot optimum, U = E = 10)")
+        fig.colorbar(im, ax=ax, label="users served by a QPU (%)")
+    fig.suptitle("Fig. 10: where the QPU pays: the oracle's share of users served by a QPU "
+                 "(>= 1 % of the task offloaded), U = E = 10", y=1.03)
     _save(fig, path)
     plt.close(fig)
