@@ -105,6 +105,12 @@ def _range_text(lo, hi, lo_open: bool) -> str:
     return f"{'(' if lo_open else '['}{lo}, {'inf)' if hi is None else str(hi) + ']'}"
 
 
+def dataclass_to_dict(obj) -> dict:
+    """A frozen configuration dataclass as a plain JSON-serialisable dict (tuples become lists);
+    shared by SystemConfig, PPOConfig and ReproduceConfig."""
+    return {f.name: (list(v) if isinstance(v := getattr(obj, f.name), tuple) else v) for f in dataclasses.fields(obj)}
+
+
 class FieldChecker:
     """Range checks for the fields of a frozen configuration dataclass, each failing with one line
     `Owner.field=value is invalid: allowed ...` (shared by SystemConfig and the learner's config)."""
@@ -366,7 +372,7 @@ class SystemConfig:
 
     def to_dict(self) -> dict:
         """Plain JSON-serialisable dict of the fields (tuples become lists)."""
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
+        return dataclass_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> SystemConfig:

@@ -211,8 +211,9 @@ class MEQCEnv:
         return self.observe(next_state), next_state, reward, done, info
 
     def price(self, key, state: EnvState, action) -> CostBreakdown:
-        """The cost of `action` on the current slot exactly as `step(key, state, action)` prices it
-        (same key use), without moving on: lets several policies be priced on one slot."""
+        """The slot cost (Eq. 12, with its parts) of `action` on the current slot exactly as
+        `step(key, state, action)` prices it (same key use), without moving on: lets several
+        policies be priced on one slot."""
         return self._price(jax.random.split(key, 3)[0], state, action)
 
     def _price(self, k_arb, state: EnvState, action) -> CostBreakdown:

@@ -27,10 +27,11 @@ import jax
 import numpy as np
 
 from meqc_jax.baselines import BASELINE_NAMES
-from meqc_jax.config import SystemConfig
+from meqc_jax.config import FieldChecker, SystemConfig, dataclass_to_dict
 from meqc_jax.env import MEQCEnv
 from meqc_jax.evaluate import evaluate
 from meqc_jax.io import atomic_write_csv, atomic_write_json, atomic_write_text
+from meqc_jax.ppo import METRIC_NAMES
 
 PARTS = ("fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10")
 PRESETS = ("balanced", "delay", "energy")
@@ -64,8 +65,6 @@ class ReproduceConfig:
     quick_mode: bool = False
 
     def __post_init__(self):
-        from meqc_jax.config import FieldChecker
-
         c = FieldChecker(self, "ReproduceConfig")
         for name, hi in (("seeds", 100), ("epochs_mlp", 10**5), ("epochs_vqc", 10**5), ("envs", 2**16),
                          ("slots_per_epoch", 10**5), ("minibatches", 2**16), ("chunk", 10**5),
@@ -78,6 +77,10 @@ class ReproduceConfig:
         c.values("t1_ms", 1e-9, 1e6)
         c.values("map_t1_ms", 1e-9, 1e6)
         c.values("map_lam_d", 0.0, 1.0, lo_open=False)
+        c.check("vqc_figures", isinstance(self.vqc_figures, tuple) and set(self.vqc_figures) <= {"fig4", "fig5", "fig6"},
+                "a tuple of the training figures fig4, fig5, fig6")
+        c.choice("fast_compile", (False, True))
+        c.choice("quick_mode", (False, True))
         if (self.envs * self.slots_per_epoch) % self.minibatches:
             c.fail("minibatches", f"a divisor of envs x slots_per_epoch = {self.envs * self.slots_per_epoch}")
 
@@ -92,8 +95,7 @@ class ReproduceConfig:
         return cls(**{**base, **overrides})
 
     def to_dict(self) -> dict:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-                for f in dataclasses.fields(self)}
+        return dataclass_to_dict(self)
 
 
 def device_description() -> str:
@@ -153,9 +155,7 @@ def _part_training(name: str, size: int, presets: tuple[str, ...], rc: Reproduce
     for torso in torsos:
         trainer, state, metrics, runs, params = _train(system, torso, rc, configs,
                                                        os.path.join(out, "checkpoints", f"{name}-{torso}"), progress)
-        from meqc_jax.ppo import METRIC_NAMES
-
-        curves[torso] = metrics[..., METRIC_NAMES.index("cost")]  # [runs, epochs]
+        curves[torso] = metrics[..., METRIC_NAMES.index("cost")]  # [runs, epochs]  (training cost, Eq. 12)
         learned.append(trainer.sweep_policy(state.params, torso))
         trainers[torso] = trainer
     res = evaluate(system, [*learned, *REFERENCES], num_envs=rc.eval_envs, num_slots=rc.eval_slots,

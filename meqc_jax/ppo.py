@@ -35,7 +35,7 @@ from meqc_jax.agents.distributions import deterministic_action, hybrid_entropy, 
 from meqc_jax.agents.networks import TORSOS, CentralCritic, HybridActorCritic
 from meqc_jax.agents.vqc import BACKENDS as VQC_BACKENDS
 from meqc_jax.baselines import Policy
-from meqc_jax.config import FieldChecker, SystemConfig
+from meqc_jax.config import FieldChecker, SystemConfig, dataclass_to_dict
 from meqc_jax.cost import slot_cost
 from meqc_jax.env import EnvState, MEQCEnv
 
@@ -118,8 +118,7 @@ class PPOConfig:
         return self.critic == "central" or (self.critic == "auto" and self.reward == "shared")
 
     def to_dict(self) -> dict:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-                for f in dataclasses.fields(self)}
+        return dataclass_to_dict(self)
 
 
 @struct.dataclass
@@ -152,6 +151,7 @@ METRIC_NAMES = ("cost", "latency", "energy", "quantum_share", "entropy_d", "entr
                 "loss_v_d", "loss_v_c", "approx_kl_d", "approx_kl_c", "nonfinite")
 
 
+@functools.lru_cache(maxsize=32)  # a constant of the configuration: MLP and VQC trainers share it
 def reward_scale(system: SystemConfig, samples: int = 256, seed: int = 12345) -> float:
     """The mean per-user cost of keeping every task local, over `samples` fresh slots.
 
@@ -321,7 +321,9 @@ class Trainer:
         return loss, jnp.stack([ent_d.mean(), ent_c.mean(), pg_d, pg_c, v_d, v_c, kl_d, kl_c])
 
     def _critic_loss(self, critic_params, mb):
-        """The centralized critic's value loss over a minibatch of global states [mb, U, D]."""
+        """The centralized critic's value loss (the critics' squared-error term of the PPO
+        objective, Eqs. 27-33) over a minibatch of global states [mb, U, D], per-critic GAE
+        targets (Eq. 26)."""
         v = self.critic_net.apply(critic_params, mb["obs"])
         err = v - jnp.stack([mb["target_d"], mb["target_c"]], axis=-1)
         per_head = 0.5 * jnp.mean(err**2, axis=tuple(range(err.ndim - 1)))  # [2]: V^D, V^C

@@ -189,3 +189,26 @@ def test_cli_evaluate_bad_arguments(args, capsys):
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err and "error" in err[-1]
+
+
+def test_swept_evaluation_equals_evaluating_each_configuration():
+    from meqc_jax.evaluate import evaluate
+
+    base = SystemConfig(num_users=3, num_servers=2, slots_per_episode=4)
+    swept = [base.replace(t1_ms=100.0), base.replace(f_edge_choices_ghz=(30.0,))]
+    env = MEQCEnv(base)
+    names = ["local", "random_offloading", "greedy"]
+    res = evaluate(base, names, num_envs=3, num_slots=6, seed=5,
+                   env_params=MEQCEnv.stack_params([env.params_for(c) for c in swept]))
+    assert len(res.points) == 2
+    for point, cfg in zip(res.points, swept):
+        direct = evaluate(cfg, names, num_envs=3, num_slots=6, seed=5).summary
+        for name in names:
+            assert point[name]["mean_cost"] == pytest.approx(direct[name]["mean_cost"], rel=1e-5)
+    with pytest.raises(ValueError, match="env_params"):
+        from meqc_jax.ppo import PPOConfig, Trainer
+
+        tr = Trainer(base, PPOConfig(num_envs=2, num_minibatches=2, hidden=(8,)), scale=1.0)
+        p = MEQCEnv.stack_params([env.default_params()] * 3)
+        evaluate(base, [tr.sweep_policy(jax.tree.map(lambda a: a[None], tr.init_params(jax.random.key(0))))],
+                 num_envs=2, num_slots=2, env_params=p)

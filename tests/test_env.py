@@ -224,3 +224,14 @@ def _rollout_costs(env, key, params):
         return st, info["cost"].total
 
     return jax.lax.scan(slot, state, jax.random.split(k1, 7))[1]
+
+
+def test_price_equals_the_cost_that_step_reports():
+    env = MEQCEnv(SystemConfig(num_users=4, num_servers=3, slots_per_episode=5))
+    _, state = env.reset(jax.random.key(0))
+    action = (jnp.array([0, 1, 2, 1]), jnp.array([0.0, 0.3, 1.0, 0.5]))
+    key = jax.random.key(1)
+    priced = env.price(key, state, action)
+    _, _, _, _, info = env.step(key, state, action)
+    for a, b in zip(jax.tree.leaves(priced), jax.tree.leaves(info["cost"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

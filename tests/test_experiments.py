@@ -53,6 +53,8 @@ def test_rerun_skips_finished_parts_and_force_redoes_them(tiny_run):
 def test_config_validation_and_convergence_measure():
     with pytest.raises(ValueError, match=r"ReproduceConfig.seeds="):
         ReproduceConfig(seeds=0)
+    with pytest.raises(ValueError, match=r"ReproduceConfig.vqc_figures="):
+        ReproduceConfig(vqc_figures=("fig7",))
     with pytest.raises(ValueError, match=r"ReproduceConfig.minibatches="):
         ReproduceConfig(envs=3, slots_per_epoch=5, minibatches=2)
     with pytest.raises(ValueError, match="parts"):

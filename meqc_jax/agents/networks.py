@@ -69,7 +69,7 @@ class CentralCritic(nn.Module):
     """A centralized critic (CTDE, as in MAPPO): from all U agents' observations to every agent's
     V^D and V^C. Used for training only; each agent still acts on its own observation.
 
-    With the shared reward -C (paper Eq. 16) an agent's return depends on every agent's state,
+    With the shared reward r_u = -C (paper Section IV-A3; C of Eq. 12) an agent's return depends on every agent's state,
     which its own observation cannot see; the other agents' task sizes and channels then appear
     as noise in its advantage. A critic that sees the global state removes that part of the noise.
     """
