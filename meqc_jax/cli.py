@@ -77,7 +77,7 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--policy", choices=["mlp", "vqc"], default="mlp",
                     help="actor-critic torso: mlp (2 x 256) or vqc (64 -> 4-qubit circuit -> 64, paper IV-C)")
     tr.add_argument("--vqc-backend", choices=["jax", "pennylane"], default="jax",
-                    help="circuit simulator for --policy vqc (default jax: ~7x faster than the PennyLane QNode)")
+                    help="circuit simulator for --policy vqc (default jax: ~10x faster than the PennyLane QNode)")
     tr.add_argument("--epochs", type=_positive_int("--epochs", 10**6), default=None,
                     help="epochs of 500 slots (paper: 250 for mlp, 125 for vqc)")
     tr.add_argument("--seeds", type=_positive_int("--seeds", 1000), default=1, help="independent runs (seeds seed..seed+S-1)")
