@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from meqc_jax import sharding
 from meqc_jax.baselines import Policy, make_policy
 from meqc_jax.config import SystemConfig
 from meqc_jax.env import MEQCEnv
@@ -52,6 +53,7 @@ class EvalResult:
     seed: int
     wall_s: dict[str, float]  # {"all": seconds}: all policies run in one program
     points: list[dict[str, dict[str, float]]] | None = None  # per sweep point, when env_params given
+    placement: dict | None = None  # devices and mesh the [P, N] instances were split over
 
 
 _RUNNER_CACHE: dict = {}
@@ -137,6 +139,7 @@ def evaluate(
     progress: bool = False,
     env_params=None,
     compiler_options: tuple[tuple[str, object], ...] | None = None,
+    devices=None,
 ) -> EvalResult:
     """Evaluate `policies` on the same `num_envs` x `num_slots` slots; see the module docstring.
 
@@ -145,6 +148,9 @@ def evaluate(
     user-slots with a feasible server, and -- when "oracle" is among the policies -- each policy's
     ratio of mean cost to the oracle's (`ratio_to_oracle`) with the share of slots where it is
     within 1e-4 of the optimum.
+
+    Devices: the [P, N] instance axes are split over `devices` (default: all visible devices; see
+    `meqc_jax.sharding`); every instance's numbers are the same as on one device.
     """
     for name, v in (("num_envs", num_envs), ("num_slots", num_slots), ("chunk", chunk)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -170,15 +176,18 @@ def evaluate(
     reset_keys = jnp.broadcast_to(jax.random.split(k_reset, num_envs)[None], (P, num_envs))
     chunk_keys = jax.random.split(k_run, n_chunks * chunk).reshape(n_chunks, chunk)
 
+    mesh = sharding.batch_mesh(("points", "envs"), (P, num_envs), devices)
+    reset_keys, env_params = sharding.place((reset_keys, env_params), mesh, (2, 1))
+    pol_params = sharding.place(tuple(p.params for p in pols), mesh)  # per-point parameters [P, ...]
+
     t0 = time.perf_counter()
     run = _chunk_runner(env, pols, chunk, compiler_options)
-    obs, state = _reset_batched(config)(reset_keys, env_params)
-    pol_params = tuple(p.params for p in pols)
+    obs, state = sharding.place(_reset_batched(config)(reset_keys, env_params), mesh, 2)
     pieces = []
     bar = _progress(progress, n_chunks)
     for c in range(n_chunks):
         (obs, state), metrics = run(obs, state, chunk_keys[c], pol_params)
-        pieces.append(jax.device_get(metrics))
+        pieces.append(jax.tree.map(sharding.to_host, metrics))
         bar.advance(f"slots {min((c + 1) * chunk, num_slots)}/{num_slots}")
     bar.close()
     per_slot = {pol.name: {m: np.concatenate([p[i][m] for p in pieces])[:num_slots] for m in METRICS}
@@ -193,7 +202,7 @@ def evaluate(
                   for p in range(P)]
     else:
         per_slot = {n: {m: v[:, 0] for m, v in per_slot[n].items()} for n in names}
-    return EvalResult(per_slot, summary, config, num_envs, num_slots, seed, wall, points)
+    return EvalResult(per_slot, summary, config, num_envs, num_slots, seed, wall, points, sharding.describe(mesh))
 
 
 def _summaries(per_slot: dict[str, dict[str, np.ndarray]], names) -> dict[str, dict[str, float]]:

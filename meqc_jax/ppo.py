@@ -31,6 +31,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from meqc_jax import sharding
 from meqc_jax.agents.distributions import deterministic_action, hybrid_entropy, hybrid_log_prob, sample_hybrid
 from meqc_jax.agents.networks import TORSOS, CentralCritic, HybridActorCritic
 from meqc_jax.agents.vqc import BACKENDS as VQC_BACKENDS
@@ -447,7 +448,7 @@ def _ckpt_dirs(ckpt_dir: str) -> list[str]:
 
 
 def fit(trainer: Trainer, seeds, chunk: int = 10, ckpt_dir: str | None = None, resume: bool = True,
-        progress: bool = False, on_chunk=None, env_params=None):
+        progress: bool = False, on_chunk=None, env_params=None, devices=None):
     """Train one run per seed for `trainer.ppo.epochs` epochs in chunks of `chunk` epochs.
 
     Seeds are vmapped inside one jitted call (one compile, all seeds at once). Between
@@ -457,6 +458,9 @@ def fit(trainer: Trainer, seeds, chunk: int = 10, ckpt_dir: str | None = None, r
     loaded and training continues from it, bit-identically to an uninterrupted run.
     With `env_params` (EnvParams stacked over the runs, one per seed entry) each run trains on its
     own swept configuration, still in one compiled program (seeds may repeat across points).
+    Devices: the runs axis and each run's environment axis are split over `devices` (default: all
+    visible devices; see `meqc_jax.sharding`), one program partitioned by `jax.jit`; a single
+    device runs it unchanged. Pass `devices=jax.devices()[:1]` to keep everything on one device.
     Returns (final TrainState batched over seeds, metrics [seeds, epochs, len(METRIC_NAMES)]).
     """
     import orbax.checkpoint as ocp
@@ -471,13 +475,17 @@ def fit(trainer: Trainer, seeds, chunk: int = 10, ckpt_dir: str | None = None, r
     elif int(jax.tree.leaves(env_params)[0].shape[0]) != len(seeds):
         raise ValueError(f"fit: env_params has {jax.tree.leaves(env_params)[0].shape[0]} entries, seeds {len(seeds)}")
     run_chunk = trainer.run_batched
-    state = trainer.init_batched(keys, env_params)
+    mesh = sharding.batch_mesh(("runs", "envs"), (len(seeds), trainer.ppo.num_envs), devices)
+    keys, env_params = sharding.place((keys, env_params), mesh)
+    # env_state and obs carry [runs, envs, ...]; everything else [runs, ...]
+    axes = TrainState(params=1, opt_state=1, env_state=2, obs=2, key=1, epoch=1, critic=1)
+    state = sharding.place(trainer.init_batched(keys, env_params), mesh, axes)
     history: list[np.ndarray] = []
     done = 0
     ckpt = ocp.StandardCheckpointer() if ckpt_dir else None
     if ckpt is not None and resume and _ckpt_dirs(ckpt_dir):
         latest = os.path.join(os.path.abspath(ckpt_dir), _ckpt_dirs(ckpt_dir)[-1])
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)  # keeps each leaf's sharding
         state = ckpt.restore(os.path.join(latest, "state"), abstract)
         history = [np.load(os.path.join(latest, "metrics.npy"))]
         done = int(np.asarray(state.epoch)[0])
@@ -491,7 +499,7 @@ def fit(trainer: Trainer, seeds, chunk: int = 10, ckpt_dir: str | None = None, r
     while done < epochs:
         n = min(chunk, epochs - done)
         state, m = run_chunk(state, n)
-        m = np.asarray(jax.device_get(m))  # [S, n, M]
+        m = sharding.to_host(m)  # [S, n, M]
         bad = m[..., METRIC_NAMES.index("nonfinite")] > 0
         if bad.any():
             s_idx, e_idx = np.argwhere(bad)[0]

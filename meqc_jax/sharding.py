@@ -1,0 +1,93 @@
+"""Placing batch axes on every visible device (`jax.sharding`), with no change on a single device.
+
+Every long computation in this package is a `vmap` over independent leading batch axes: training
+runs (seeds x sweep points) and environments in `ppo.fit`, sweep points and instances in
+`evaluate.evaluate`. This module factors the available devices over those axes, builds a `Mesh`
+whose axis names are the batch axes' names, and places arrays with `NamedSharding`; `jax.jit` then
+partitions each program over the devices (GSPMD), so the same code runs on one CPU, several GPUs
+or, after `jax.distributed.initialize()`, several hosts (see docs/scaling.md).
+
+The factorization is greedy over the axes in order: axis i gets gcd(size_i, devices left), so an
+axis is split only into equal shards. If the sizes cannot absorb all devices (e.g. 3 seeds x 5
+environments on 4 devices) the mesh uses fewer devices -- correct, just less parallel -- and
+`batch_mesh` says so in a warning. Results do not depend on the placement except for the order of
+floating-point sums that cross shards (a training run whose environments are split over devices
+averages its minibatch losses shard by shard); see tests/test_sharding.py.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+
+def batch_mesh(names: Sequence[str], sizes: Sequence[int], devices: Sequence | None = None) -> Mesh | None:
+    """A mesh over the batch axes `names` (with lengths `sizes`), or None when only one device is used.
+
+    `devices` defaults to all devices of the default backend (`jax.devices()`, every host's after
+    `jax.distributed.initialize`).
+    """
+    if len(names) != len(sizes):
+        raise ValueError(f"batch_mesh: {len(names)} axis names for {len(sizes)} sizes")
+    devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("batch_mesh: devices is empty: allowed at least one device")
+    left, shape = len(devices), []
+    for size in sizes:
+        d = math.gcd(int(size), left)
+        shape.append(d)
+        left //= d
+    used = int(np.prod(shape))
+    if used < len(devices):
+        warnings.warn(f"batch axes {dict(zip(names, sizes))} split over {used} of {len(devices)} devices "
+                      f"(mesh {dict(zip(names, shape))}); sizes divisible by the device count use them all",
+                      stacklevel=2)
+    if used == 1:
+        return None
+    return Mesh(np.asarray(devices[:used], dtype=object).reshape(shape), tuple(names))
+
+
+def leading_spec(mesh: Mesh | None, ndim: int, axes: int) -> PartitionSpec:
+    """The spec that splits the first `axes` dimensions of an `ndim`-array over the mesh's axes."""
+    k = min(axes, ndim, len(mesh.axis_names)) if mesh is not None else 0
+    return PartitionSpec(*mesh.axis_names[:k]) if k else PartitionSpec()
+
+
+def place(tree, mesh: Mesh | None, axes=1):
+    """`tree` with every leaf's first `axes` dimensions split over the mesh (unchanged without a mesh).
+
+    `axes` is an int for all leaves, or a pytree prefix of `tree` of ints (e.g. 2 for leaves that
+    carry an environment axis after the runs axis, 1 for the rest). Leaves with fewer dimensions
+    than `axes` are split over as many as they have (scalars are replicated).
+    """
+    if mesh is None:
+        return tree
+
+    def put(leaf, k):
+        return jax.device_put(leaf, NamedSharding(mesh, leading_spec(mesh, np.ndim(leaf), k)))
+
+    if isinstance(axes, int):
+        return jax.tree.map(lambda leaf: put(leaf, axes), tree)
+    return jax.tree.map(lambda k, sub: jax.tree.map(lambda leaf: put(leaf, k), sub), axes, tree)
+
+
+def to_host(x) -> np.ndarray:
+    """A global array as NumPy on this host, gathering the other hosts' shards when there are any."""
+    if jax.process_count() > 1 and isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+
+
+def describe(mesh: Mesh | None) -> dict:
+    """A JSON-able description of a placement, for run summaries."""
+    if mesh is None:
+        return {"devices": 1, "mesh": {}}
+    return {"devices": int(mesh.devices.size), "mesh": {n: int(s) for n, s in mesh.shape.items()},
+            "platform": mesh.devices.flat[0].platform}
