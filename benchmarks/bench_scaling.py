@@ -28,21 +28,14 @@ import time
 import jax
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_env import median_time  # noqa: E402
+
 from meqc_jax import MEQCEnv, SystemConfig, sharding
 from meqc_jax.io import atomic_write_json
 from meqc_jax.ppo import PPOConfig, make_train
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-
-
-def median_time(fn, min_reps=5, min_total=1.0, max_reps=100):
-    times = []
-    t_start = time.perf_counter()
-    while len(times) < min_reps or (time.perf_counter() - t_start < min_total and len(times) < max_reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), len(times)
 
 
 def memory(compiled) -> dict:

@@ -103,14 +103,17 @@ def main():
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--torch-threads", type=int, default=None)
+    ap.add_argument("--no-torch", action="store_true", help="jax only (e.g. on a GPU machine without the bench extra)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "train.json"))
     args = ap.parse_args()
     system = SystemConfig(num_users=args.users, num_servers=args.servers)
     j = bench_jax(system, args.envs, args.epochs, args.repeats)
     print(f"jax   : {j['agent_steps_per_s']:.4g} agent-steps/s ({j['epoch_s']:.2f} s/epoch at {args.envs} envs, "
           f"compile {j['compile_s']:.1f} s)", flush=True)
-    t = bench_torch(system, j["scale"], args.torch_threads)
-    print(f"torch : {t['agent_steps_per_s']:.4g} agent-steps/s ({t['epoch_s']:.2f} s/epoch, 1 env)", flush=True)
+    t = None
+    if not args.no_torch:
+        t = bench_torch(system, j["scale"], args.torch_threads)
+        print(f"torch : {t['agent_steps_per_s']:.4g} agent-steps/s ({t['epoch_s']:.2f} s/epoch, 1 env)", flush=True)
     per_step = network_flops(j["obs_dim"], args.servers, tuple(j["hidden"])) * (1 + 3 * j["update_epochs"])
     rate = matmul_rate()
     achieved = per_step * j["agent_steps_per_s"]
@@ -118,12 +121,14 @@ def main():
         "benchmark": "train", "users": args.users, "servers": args.servers, "envs": args.envs,
         "device": str(jax.devices()[0]), "backend": jax.default_backend(), "jax_version": jax.__version__,
         "cpu_count": os.cpu_count(), "platform": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "jax": j, "torch": t, "speedup_jax_over_torch": j["agent_steps_per_s"] / t["agent_steps_per_s"],
+        "jax": j, "torch": t, "speedup_jax_over_torch": j["agent_steps_per_s"] / t["agent_steps_per_s"] if t else None,
         "flops_per_agent_step": per_step, "achieved_flop_rate": achieved, "matmul_flop_rate": rate,
         "flop_rate_fraction_of_matmul": achieved / rate,
     }
-    print(f"speedup jax / torch: {result['speedup_jax_over_torch']:.1f}x; network FLOP rate {achieved / 1e9:.1f} GFLOP/s "
-          f"= {100 * achieved / rate:.0f} % of the fp32 matmul rate ({rate / 1e9:.1f} GFLOP/s)")
+    if t:
+        print(f"speedup jax / torch: {result['speedup_jax_over_torch']:.1f}x")
+    print(f"network FLOP rate {achieved / 1e9:.1f} GFLOP/s = {100 * achieved / rate:.0f} % of the fp32 matmul rate "
+          f"({rate / 1e9:.1f} GFLOP/s)")
     atomic_write_json(args.out, result)
     print(f"wrote {args.out}")
 

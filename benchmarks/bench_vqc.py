@@ -86,13 +86,20 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer rounds (about 1 s)")
     ap.add_argument("--inner", type=int, default=5, help="calls per turn (the first is the cold one)")
     ap.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+    ap.add_argument("--no-torch", action="store_true",
+                    help="skip the torch QNode (also skipped, with a note, when torch is not installed)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "vqc.json"))
     args = ap.parse_args()
 
-    import torch  # the torch reference is imported only here
-    from torch_vqc import TorchVQCStep
-
-    if args.torch_threads > 0:
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch  # the torch reference (the `bench` extra) is imported only here
+            from torch_vqc import TorchVQCStep
+        except ImportError as err:
+            print(f"torch QNode skipped: {err} (pip install -e '.[bench]' to include it)")
+            torch = None
+    if torch is not None and args.torch_threads > 0:
         torch.set_num_threads(args.torch_threads)
     rng = np.random.default_rng(0)
     B = args.batch
@@ -109,16 +116,20 @@ def main():
         outs[backend] = jax.block_until_ready(fn(angles, weights, cot))
         compile_s[backend] = time.perf_counter() - t0
         steps[backend] = (lambda fn=fn: jax.block_until_ready(fn(angles, weights, cot)))
-    torch_step = TorchVQCStep(angles_np, weights_np, cot_np)
-    t0 = time.perf_counter()
-    outs["torch"] = tuple(t.numpy() for t in torch_step())
-    first_torch_s = time.perf_counter() - t0
-    steps["torch"] = torch_step
+    first_torch_s = None
+    if torch is not None:
+        torch_step = TorchVQCStep(angles_np, weights_np, cot_np)
+        t0 = time.perf_counter()
+        outs["torch"] = tuple(t.numpy() for t in torch_step())
+        first_torch_s = time.perf_counter() - t0
+        steps["torch"] = torch_step
+    others = [name for name in ("pennylane", "torch") if name in steps]
 
     agreement = {
         "pennylane_vs_jax_max_rel": max_rel_diff(outs["pennylane"], outs["jax"]),
-        "torch_vs_jax_max_rel": max_rel_diff(outs["torch"], outs["jax"]),
     }
+    if "torch" in outs:
+        agreement["torch_vs_jax_max_rel"] = max_rel_diff(outs["torch"], outs["jax"])
 
     min_rounds, min_total = (5, 1.0) if args.quick else (30, 10.0)
     times = round_robin_times(steps, min_rounds, min_total, inner=max(2, args.inner))
@@ -128,8 +139,8 @@ def main():
     def ratio(name, kind):  # median over rounds of (name's time / jax's time) in the same round
         return statistics.median(o / j for o, j in zip(times[name][kind], times["jax"][kind]))
 
-    speedup = {f"{name}_over_jax": ratio(name, "warm") for name in ("pennylane", "torch")}
-    speedup_cold = {name: ratio(name, "cold") for name in ("pennylane", "torch")}
+    speedup = {f"{name}_over_jax": ratio(name, "warm") for name in others}
+    speedup_cold = {name: ratio(name, "cold") for name in others}
     results = {
         "benchmark": "vqc_forward_backward",
         "circuit": "AngleEmbedding(RX) + 2 x BasicEntanglerLayers(RX, CNOT ring) + <Z_i>, 4 qubits",
@@ -143,7 +154,7 @@ def main():
         "time_s": med,
         "ms": {k: 1e3 * v for k, v in med.items()},
         "ms_cold": cold,
-        "speedup_jax_vs": {"pennylane": speedup["pennylane_over_jax"], "torch": speedup["torch_over_jax"]},
+        "speedup_jax_vs": {name: speedup[name + "_over_jax"] for name in others},
         "speedup_jax_vs_cold": speedup_cold,
         "compile_s": compile_s,
         "torch_first_call_s": first_torch_s,
@@ -153,8 +164,8 @@ def main():
         "device": str(jax.devices()[0]),
         "backend": jax.default_backend(),
         "jax_version": jax.__version__,
-        "torch_version": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__ if torch is not None else None,
+        "torch_threads": torch.get_num_threads() if torch is not None else None,
         "pennylane_version": __import__("pennylane").__version__,
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
@@ -164,7 +175,7 @@ def main():
 
     print(f"batch {B}, {results['rounds']} rounds, device {results['device']}, {os.cpu_count()} CPUs")
     print(f"{'impl':>10} {'warm ms':>9} {'jax speedup':>12} {'cold ms':>9} {'cold speedup':>13} {'compile s':>10}")
-    for name in ("jax", "pennylane", "torch"):
+    for name in ["jax"] + others:
         comp = f"{compile_s[name]:.2f}" if name in compile_s else "-"
         sp = "1.0" if name == "jax" else f"{speedup[name + '_over_jax']:.1f}x"
         spc = "1.0" if name == "jax" else f"{speedup_cold[name]:.1f}x"

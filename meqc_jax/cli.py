@@ -55,6 +55,15 @@ def _config_from_args(args):
 
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="meqc", description="Mobile edge-quantum computing offloading, in JAX.")
+    p.add_argument("--distributed", action="store_true",
+                   help="call jax.distributed.initialize() first (multi-host runs: start the same command on every "
+                        "host; the cluster is detected from SLURM / Open MPI / TPU settings, or given by the three "
+                        "options below); batch axes then span every host's devices and process 0 writes the outputs")
+    p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="with --distributed: process 0's address (default: auto-detected, or $JAX_COORDINATOR_ADDRESS)")
+    p.add_argument("--num-processes", type=_positive_int("--num-processes", 10**6), default=None,
+                   help="with --distributed: number of processes (default: auto-detected)")
+    p.add_argument("--process-id", type=int, default=None, help="with --distributed: this process's id, 0-based")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="build the env, run a few slots with a random policy, print the cost breakdown")
     _add_system_args(d)
@@ -201,6 +210,7 @@ def evaluate_cmd(args) -> int:
     atomic_write_json(os.path.join(out, "summary.json"), {
         "config": config.to_dict(), "num_envs": envs, "slots_per_env": steps, "seed": args.seed,
         "policies": names, "summary": res.summary, "wall_s": {"total": wall, **res.wall_s},
+        "placement": res.placement,
     })
     rows = []
     for name in names:
@@ -225,6 +235,7 @@ def train_cmd(args) -> int:
 
     from meqc_jax.baselines import POLICY_NAMES as ALL
     from meqc_jax.evaluate import evaluate
+    from meqc_jax.experiments import device_description
     from meqc_jax.io import atomic_write_csv, atomic_write_json
     from meqc_jax.plots import plot_learning_curve
     from meqc_jax.ppo import METRIC_NAMES, PPOConfig, fit, make_train, seed_params
@@ -286,7 +297,8 @@ def train_cmd(args) -> int:
         "baselines": {b: res.summary[b]["mean_cost"] for b in ALL if b != "oracle"},
         "evaluation": res.summary, "eval_slots": envs * steps, "epochs": ppo.epochs, "seeds": seeds,
         "wall_s": train_wall + eval_wall, "train_wall_s": train_wall, "eval_wall_s": eval_wall,
-        "wall_s_per_epoch": train_wall / max(ppo.epochs, 1),
+        "wall_s_per_epoch": train_wall / max(ppo.epochs, 1), "device": device_description(),
+        "eval_placement": res.placement,
     }
     atomic_write_json(os.path.join(out, "summary.json"), summary)
     plot_learning_curve(os.path.join(out, "learning_curve.png"), metrics[..., METRIC_NAMES.index("cost")],
@@ -334,6 +346,15 @@ def reproduce_cmd(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
+    if args.distributed:
+        import jax
+
+        try:
+            jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
+                                       process_id=args.process_id)
+        except Exception as e:  # no cluster detected, coordinator unreachable, or jax already initialized
+            print(f"meqc: error: --distributed: jax.distributed.initialize() failed: {e}", file=sys.stderr)
+            return 2
     commands = {"demo": demo, "evaluate": evaluate_cmd, "train": train_cmd, "reproduce": reproduce_cmd}
     try:
         return commands[args.command](args)

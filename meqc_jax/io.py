@@ -1,4 +1,8 @@
-"""Atomic file output: a crash mid-write never leaves a truncated result behind."""
+"""Atomic file output: a crash mid-write never leaves a truncated result behind.
+
+In a multi-process (multi-host) JAX run every process computes the same results; only process 0
+writes them, so processes sharing a file system never race on a file.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ def atomic_write_text(path: str, text: str) -> None:
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write `data` to `path` via a temporary file in the same folder and an atomic rename."""
+    if not _writer():
+        return
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=".tmp")
@@ -30,6 +36,14 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _writer() -> bool:
+    """False in every process of a multi-process JAX run but the first."""
+    import sys
+
+    jax = sys.modules.get("jax")  # never import (and initialize) jax just to write a file
+    return jax is None or jax.process_count() == 1 or jax.process_index() == 0
 
 
 def _publishable(path: str) -> None:

@@ -9,14 +9,16 @@ import numpy as np
 
 
 def _save(fig, path: str) -> None:
+    from meqc_jax.io import _publishable, _writer
+
+    if not _writer():  # multi-process runs: process 0 writes
+        return
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=".png")
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=130, bbox_inches="tight")
-        from meqc_jax.io import _publishable
-
         _publishable(tmp)
         os.replace(tmp, path)
     finally:

@@ -85,3 +85,30 @@ def test_single_device_is_unchanged():
         sharding.batch_mesh(("runs",), (4,), [])
     with pytest.raises(ValueError, match="axis names"):
         sharding.batch_mesh(("runs", "envs"), (4,))
+
+
+def test_only_process_zero_writes(monkeypatch, tmp_path):
+    """Multi-host runs: every process computes the results, process 0 alone writes them."""
+    from meqc_jax.io import atomic_write_json
+
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    atomic_write_json(str(tmp_path / "a.json"), {"x": 1})
+    assert not (tmp_path / "a.json").exists()
+    monkeypatch.setattr(jax, "process_index", lambda: 0)
+    atomic_write_json(str(tmp_path / "a.json"), {"x": 1})
+    assert (tmp_path / "a.json").exists()
+
+
+def test_cli_distributed_flag_reports_a_failed_initialize(monkeypatch, capsys):
+    from meqc_jax import cli
+
+    def no_cluster(**kwargs):
+        assert kwargs == {"coordinator_address": None, "num_processes": None, "process_id": None}
+        raise ValueError("coordinator_address should be defined.")
+
+    monkeypatch.setattr(jax.distributed, "initialize", no_cluster)
+    assert cli.main(["--distributed", "demo"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["meqc: error: --distributed: jax.distributed.initialize() failed: coordinator_address should be "
+                   "defined."]
