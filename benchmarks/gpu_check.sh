@@ -8,7 +8,8 @@
 # Needs a Python with meqc_jax's dependencies and a GPU-enabled jax (e.g. pip install -U "jax[cuda12]");
 # torch is not needed (the torch columns of bench_train / bench_vqc are skipped). Every stage has its own
 # time limit, so one slow stage cannot eat the others' time; a stage that fails or times out is recorded
-# in summary.json and the script goes on. Runs from any folder.
+# in summary.json and the script goes on (bench_scaling writes its JSON after every point, so a stage
+# stopped by its limit keeps the points it finished). Limits sum to 290 s. Runs from any folder.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python}"
@@ -59,13 +60,13 @@ else
 fi
 lim() { [ "$LIMIT" -gt 0 ] && echo "$LIMIT" || echo "$1"; }  # the quick CPU run gets generous limits
 
-stage scaling "$(lim 120)" "$PY" benchmarks/bench_scaling.py "${SCALING[@]}" --out "$DEST/scaling.json"
+stage scaling "$(lim 150)" "$PY" benchmarks/bench_scaling.py "${SCALING[@]}" --out "$DEST/scaling.json"
 # the VQC circuit, forward + backward: at the CPU figure's batch and a GPU-sized one
 for B in "${VQC_BATCHES[@]}"; do
-  stage "vqc_$B" "$(lim 30)" "$PY" benchmarks/bench_vqc.py --quick --no-torch --batch "$B" --out "$DEST/vqc_$B.json"
+  stage "vqc_$B" "$(lim 25)" "$PY" benchmarks/bench_vqc.py --quick --no-torch --batch "$B" --out "$DEST/vqc_$B.json"
 done
 # full PPO (500-slot epochs), jax only
-stage train "$(lim 75)" "$PY" benchmarks/bench_train.py --no-torch "${TRAIN[@]}" --epochs 1 --repeats 2 \
+stage train "$(lim 65)" "$PY" benchmarks/bench_train.py --no-torch "${TRAIN[@]}" --epochs 1 --repeats 2 \
   --out "$DEST/train.json"
 
 TOTAL=$(( $(date +%s) - START ))
