@@ -14,14 +14,14 @@ import time
 POLICY_NAMES = ("local", "random_offloading", "random_partitioning", "greedy", "oracle")
 
 
-def _positive_int(name: str, hi: int):
+def _positive_int(name: str, hi: int, lo: int = 1):
     def parse(text: str) -> int:
         try:
             v = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer in [1, {hi}], got {text!r}") from None
-        if not 1 <= v <= hi:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer in [1, {hi}], got {v}")
+            raise argparse.ArgumentTypeError(f"{name} must be an integer in [{lo}, {hi}], got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer in [{lo}, {hi}], got {v}")
         return v
 
     return parse
@@ -63,7 +63,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="with --distributed: process 0's address (default: auto-detected, or $JAX_COORDINATOR_ADDRESS)")
     p.add_argument("--num-processes", type=_positive_int("--num-processes", 10**6), default=None,
                    help="with --distributed: number of processes (default: auto-detected)")
-    p.add_argument("--process-id", type=int, default=None, help="with --distributed: this process's id, 0-based")
+    p.add_argument("--process-id", type=_positive_int("--process-id", 10**6 - 1, lo=0), default=None, help="with --distributed: this process's id, 0-based")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="build the env, run a few slots with a random policy, print the cost breakdown")
     _add_system_args(d)

@@ -25,6 +25,7 @@ names `MultiAgentEnv`, `Space`, `Discrete`, `Box`, `Tuple`, `Dict` are whichever
 
 from __future__ import annotations
 
+import abc
 import io
 import os
 import sys
@@ -41,14 +42,14 @@ from meqc_jax.env import QCAP_OBS_CLIP, EnvParams, EnvState, MEQCEnv
 
 
 # ---------------------------------------------------------------------------- local stand-in for jaxmarl
-class LocalSpace:
+class LocalSpace(abc.ABC):
     """A jittable space: `sample(key)` draws a member, `contains(x)` is a traced bool."""
 
-    def sample(self, rng):
-        raise NotImplementedError
+    @abc.abstractmethod
+    def sample(self, rng): ...
 
-    def contains(self, x):
-        raise NotImplementedError
+    @abc.abstractmethod
+    def contains(self, x): ...
 
 
 class LocalDiscrete(LocalSpace):
@@ -117,7 +118,7 @@ class LocalDict(LocalSpace):
         return inside
 
 
-class LocalMultiAgentEnv:
+class LocalMultiAgentEnv(abc.ABC):
     """The `MultiAgentEnv` interface of JaxMARL, for when the package is absent.
 
     Same attributes (`num_agents`, `agents`, `observation_spaces`, `action_spaces`) and methods
@@ -131,20 +132,20 @@ class LocalMultiAgentEnv:
         self.observation_spaces: dict[str, LocalSpace] = {}
         self.action_spaces: dict[str, LocalSpace] = {}
 
-    def reset(self, key):
-        raise NotImplementedError
+    @abc.abstractmethod
+    def reset(self, key): ...
 
-    def step(self, key, state, actions, reset_state=None):
-        raise NotImplementedError
+    @abc.abstractmethod
+    def step(self, key, state, actions, reset_state=None): ...
 
-    def step_env(self, key, state, actions):
-        raise NotImplementedError
+    @abc.abstractmethod
+    def step_env(self, key, state, actions): ...
 
-    def get_obs(self, state):
-        raise NotImplementedError
+    @abc.abstractmethod
+    def get_obs(self, state): ...
 
-    def get_avail_actions(self, state):
-        raise NotImplementedError
+    @abc.abstractmethod
+    def get_avail_actions(self, state): ...
 
     def observation_space(self, agent: str) -> LocalSpace:
         return self.observation_spaces[agent]
@@ -157,8 +158,8 @@ class LocalMultiAgentEnv:
         return type(self).__name__
 
     @property
-    def agent_classes(self) -> dict:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def agent_classes(self) -> dict: ...
 
 
 # ---------------------------------------------------------------------------- backend selection

@@ -49,7 +49,17 @@ def batch_mesh(names: Sequence[str], sizes: Sequence[int], devices: Sequence | N
                       stacklevel=2)
     if used == 1:
         return None
-    return Mesh(np.asarray(devices[:used], dtype=object).reshape(shape), tuple(names))
+    return _make_mesh(tuple(shape), tuple(names), devices[:used])
+
+
+def _make_mesh(shape: tuple[int, ...], names: tuple[str, ...], devices: list) -> Mesh:
+    """`jax.make_mesh` (which orders devices by the accelerators' physical topology), with automatic
+    (GSPMD) sharding on every axis: the programs here are vmaps, partitioned by the compiler."""
+    try:
+        auto = (jax.sharding.AxisType.Auto,) * len(names)
+        return jax.make_mesh(shape, names, axis_types=auto, devices=devices)
+    except (AttributeError, TypeError):  # older jax: no axis types (every Mesh is automatic)
+        return Mesh(np.asarray(devices, dtype=object).reshape(shape), names)
 
 
 def leading_spec(mesh: Mesh | None, ndim: int, axes: int) -> PartitionSpec:
