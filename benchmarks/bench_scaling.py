@@ -33,7 +33,7 @@ from bench_env import median_time  # noqa: E402
 
 from meqc_jax import MEQCEnv, SystemConfig, sharding
 from meqc_jax.io import atomic_write_json
-from meqc_jax.ppo import PPOConfig, make_train
+from meqc_jax.ppo import STATE_BATCH_AXES, PPOConfig, make_train
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -78,11 +78,8 @@ def train_point(envs: int, users: int = 10, slots: int = 50, repeats: int = 3) -
     system = SystemConfig(num_users=users, num_servers=users, slots_per_episode=slots)
     trainer = make_train(system, PPOConfig(num_envs=envs, num_minibatches=4))
     mesh = sharding.batch_mesh(("runs", "envs"), (1, envs))
-    from meqc_jax.ppo import TrainState
-
-    axes = TrainState(params=1, opt_state=1, env_state=2, obs=2, key=1, epoch=1, critic=1)
     state = trainer.init_batched(jax.random.key(0)[None], MEQCEnv.stack_params([trainer.env.default_params()]))
-    state = sharding.place(state, mesh, axes)
+    state = sharding.place(state, mesh, STATE_BATCH_AXES)
     t0 = time.perf_counter()
     run = jax.jit(trainer._run_batch, static_argnums=1).lower(state, 1).compile()
     compile_s = time.perf_counter() - t0

@@ -187,6 +187,9 @@ def evaluate(
     bar = _progress(progress, n_chunks)
     for c in range(n_chunks):
         (obs, state), metrics = run(obs, state, chunk_keys[c], pol_params)
+        # the compiler may hand the carry back laid out otherwise; put it back on the mesh so that
+        # every chunk meets the input shardings of the first one (else: one more compile)
+        obs, state = sharding.place((obs, state), mesh, 2)
         pieces.append(jax.tree.map(sharding.to_host, metrics))
         bar.advance(f"slots {min((c + 1) * chunk, num_slots)}/{num_slots}")
     bar.close()

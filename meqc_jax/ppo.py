@@ -135,6 +135,11 @@ class TrainState:
     critic: dict  # centralized critic {"params", "opt_state"}; {} with local critics
 
 
+# How many leading batch axes each part of a runs-batched TrainState has, for `sharding.place`:
+# env_state and obs carry [runs, envs, ...]; everything else [runs, ...].
+STATE_BATCH_AXES = TrainState(params=1, opt_state=1, env_state=2, obs=2, key=1, epoch=1, critic=1)
+
+
 @struct.dataclass
 class Transition:
     obs: jnp.ndarray  # [N, U, D]
@@ -477,9 +482,7 @@ def fit(trainer: Trainer, seeds, chunk: int = 10, ckpt_dir: str | None = None, r
     run_chunk = trainer.run_batched
     mesh = sharding.batch_mesh(("runs", "envs"), (len(seeds), trainer.ppo.num_envs), devices)
     keys, env_params = sharding.place((keys, env_params), mesh)
-    # env_state and obs carry [runs, envs, ...]; everything else [runs, ...]
-    axes = TrainState(params=1, opt_state=1, env_state=2, obs=2, key=1, epoch=1, critic=1)
-    state = sharding.place(trainer.init_batched(keys, env_params), mesh, axes)
+    state = sharding.place(trainer.init_batched(keys, env_params), mesh, STATE_BATCH_AXES)
     history: list[np.ndarray] = []
     done = 0
     ckpt = ocp.StandardCheckpointer() if ckpt_dir else None

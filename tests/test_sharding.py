@@ -35,8 +35,11 @@ SCRIPT = textwrap.dedent("""
     env = MEQCEnv(cfg)
     pts = MEQCEnv.stack_params([env.params_for(dataclasses.replace(cfg, t1_ms=t)) for t in (1.0, 100.0)])
     pols = ["local", "greedy", "random_offloading", "random_partitioning", "oracle"]
-    r4 = evaluate(cfg, pols, num_envs=8, num_slots=6, env_params=pts)
-    r1 = evaluate(cfg, pols, num_envs=8, num_slots=6, env_params=pts, devices=one)
+    r4 = evaluate(cfg, pols, num_envs=8, num_slots=6, env_params=pts, chunk=3)
+    r1 = evaluate(cfg, pols, num_envs=8, num_slots=6, env_params=pts, devices=one, chunk=3)
+    from meqc_jax.evaluate import _RUNNER_CACHE
+    # two chunks, sharded then unsharded: the runner compiled once per placement, never per chunk
+    assert [f._cache_size() for f in _RUNNER_CACHE.values()] == [2], [f._cache_size() for f in _RUNNER_CACHE.values()]
     assert r4.placement == {"devices": 4, "mesh": {"points": 2, "envs": 2}, "platform": "cpu"}, r4.placement
     assert r1.placement == {"devices": 1, "mesh": {}}
     for name in r1.per_slot:
@@ -49,6 +52,7 @@ SCRIPT = textwrap.dedent("""
                     compiler_options=FAST_COMPILE)
     ckpt = tempfile.mkdtemp()
     s4, h4 = fit(tr, [0, 1], chunk=1, ckpt_dir=ckpt)
+    assert tr.run_batched._cache_size() == 1  # two chunks on the mesh: one compile
     s1, h1 = fit(tr, [0, 1], chunk=1, devices=one)
     assert s4.obs.sharding.spec == jax.sharding.PartitionSpec("runs", "envs"), s4.obs.sharding
     assert all(leaf.sharding.spec[0] == "runs" for leaf in jax.tree.leaves(s4.params))
