@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from meqc_jax.agents.vqc import _pennylane_qnode, circuit_expvals
+from meqc_jax.agents.vqc import pennylane_qnode, circuit_expvals
 from meqc_jax.io import atomic_write_json
 
 
@@ -108,7 +108,7 @@ def main():
     cot_np = rng.normal(size=(B, 4)).astype(np.float32)
     angles, weights, cot = jnp.asarray(angles_np), jnp.asarray(weights_np), jnp.asarray(cot_np)
 
-    _pennylane_qnode()  # import PennyLane and build the QNode outside the compile timing
+    pennylane_qnode()  # import PennyLane and build the QNode outside the compile timing
     steps, compile_s, outs = {}, {}, {}
     for backend in ("jax", "pennylane"):
         fn = jax_step(backend)

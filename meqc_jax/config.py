@@ -15,6 +15,8 @@ import functools
 import math
 from typing import Literal
 
+from meqc_jax.units import MAX_CONCATENATION, MAX_LOGICAL_QUBITS, SIParams
+
 ENERGY_MODELS = ("paper", "power_time")
 LATENCY_MODELS = ("sum", "parallel")
 ARBITRATIONS = ("arrival", "cheapest")
@@ -25,65 +27,6 @@ WEIGHT_PRESETS: dict[str, tuple[float, float]] = {
     "delay": (0.9, 0.1),
     "energy": (0.1, 0.9),
 }
-
-# Physical constants (CODATA 2018, exact in the SI since 2019).
-HBAR = 1.054571817e-34  # J s
-K_B = 1.380649e-23  # J / K
-
-# Limits that keep every quantity representable: 91**k must fit in int32 (k <= 4), the compiled
-# circuit's depth floor(pi/4 * sqrt(2**q)) must fit in int32 (q <= 60).
-MAX_CONCATENATION = 4
-MAX_LOGICAL_QUBITS = 60
-
-
-@dataclasses.dataclass(frozen=True)
-class SIParams:
-    """The configuration's constants in SI units (J, W, s, Hz, K, bytes). Built once by `SystemConfig.si`."""
-
-    # sampling ranges (spec sections 2-3)
-    f_local_choices: tuple[float, ...]  # Hz
-    p_tx_range: tuple[float, float]  # W
-    f_edge_choices: tuple[float, ...]  # Hz
-    phys_qubits_range: tuple[int, int]
-    k_choices: tuple[int, ...]
-    t1: float  # s
-    frames_range: tuple[int, int]
-    bytes_per_frame: int
-    cycles_base: float
-    cycles_exponent_range: tuple[int, int]
-    prims_range: tuple[int, int]
-    c_b: int
-    gain_range: tuple[float, float]
-    t1_jitter_sigma: float
-    lam_d: float
-    lam_e: float
-    # channel and classical computing (spec section 3, Eqs. 1-6)
-    bandwidth: float  # Hz
-    noise_power: float  # W
-    chip_coeff: float  # J / cycle
-    quantum_unit: float  # bytes per quantum work unit (spec section 7)
-    # quantum hardware (spec section 6)
-    omega: float  # rad / s
-    t_qb: float
-    t_gen: float
-    t_ext: float
-    attenuation: float  # linear
-    num_stages: int
-    tau_1: float
-    tau_2: float
-    tau_m: float
-    eps_thr: float
-    q_gen: float  # W
-    q_hemt: float
-    t_hemt: float
-    q_para: float
-    t_para: float
-    success_threshold: float
-
-    @property
-    def tau_step(self) -> float:
-        return max(self.tau_1, self.tau_2, self.tau_m)
-
 
 def _fail(field: str, value, allowed: str, owner: str = "SystemConfig"):
     raise ValueError(f"{owner}.{field}={value!r} is invalid: allowed {allowed}")
@@ -155,7 +98,7 @@ class SystemConfig:
     Defaults are the spec's. Sizes: `num_users` (U agents), `num_servers` (E), `slots_per_episode`.
     Options: `energy_model` in {paper, power_time}, `latency_model` in {sum, parallel},
     `arbitration` in {arrival, cheapest}, `preset` in {balanced, delay, energy} (optionally
-    overridden by `lam_d`/`lam_e`).
+    overridden by `lam_d`/`lam_e`); `dynamics`, the opt-in carried state (empty: the paper).
     """
 
     # --- sizes and options (spec sections 1, 7-9) ---
@@ -168,6 +111,8 @@ class SystemConfig:
     preset: Literal["balanced", "delay", "energy"] = "balanced"
     lam_d: float | None = None  # latency weight; None -> the preset's
     lam_e: float | None = None  # energy weight; None -> the preset's
+    # opt-in dynamics carried between slots (meqc_jax.dynamics; dynamics-spec.md); () = the paper's model
+    dynamics: tuple[str, ...] = ()
 
     # --- scenario, drawn per episode (spec section 2) ---
     f_local_choices_ghz: tuple[float, ...] = (1.0, 2.0, 3.0)
@@ -231,6 +176,9 @@ class SystemConfig:
         for name in ("lam_d", "lam_e"):
             if getattr(self, name) is not None:
                 real(name, 0.0, 1.0, lo_open=False)
+        # names are checked against the registry of meqc_jax.dynamics when an env is built
+        c.check("dynamics", isinstance(self.dynamics, tuple) and all(isinstance(n, str) and n for n in self.dynamics)
+                and len(set(self.dynamics)) == len(self.dynamics), "a tuple of distinct dynamics names")
 
         # Supported ranges: generous around the paper's values, bounded so that float32 holds
         # every intermediate quantity (see _check_float32_headroom for the joint check).
@@ -280,7 +228,7 @@ class SystemConfig:
         the largest task on the slowest CPU and the weakest link, the largest circuit on the
         highest concatenation level at the longest lifetime a 6-sigma jitter reaches.
         """
-        from meqc_jax import physics  # local import: physics imports this module
+        from meqc_jax import physics  # local import: keeps `import meqc_jax.config` free of jax
 
         si = self.si
         s_max = si.frames_range[1] * si.bytes_per_frame

@@ -20,17 +20,23 @@ def atomic_write_text(path: str, text: str) -> None:
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write `data` to `path` via a temporary file in the same folder and an atomic rename."""
-    if not _writer():
+    atomic_write_with(path, lambda f: f.write(data))
+
+
+def atomic_write_with(path: str, write, suffix: str = ".tmp") -> None:
+    """Call `write(binary file)` on a temporary file beside `path`, then rename it into place atomically
+    (only in the writing process, see `is_writer`). Used for raw bytes and for figures."""
+    if not is_writer():
         return
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
-        _publishable(tmp)
+        _publish(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -38,7 +44,7 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         raise
 
 
-def _writer() -> bool:
+def is_writer() -> bool:
     """False in every process of a multi-process JAX run but the first."""
     import sys
 
@@ -46,7 +52,7 @@ def _writer() -> bool:
     return jax is None or jax.process_count() == 1 or jax.process_index() == 0
 
 
-def _publishable(path: str) -> None:
+def _publish(path: str) -> None:
     """mkstemp creates files readable by their owner only; give results the usual permissions."""
     umask = os.umask(0)
     os.umask(umask)

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from meqc_jax.config import HBAR, K_B, SIParams
+from meqc_jax.units import HBAR, K_B, SIParams
 
 # Appendix C: one concatenation level replaces a qubit by 7 data + 3 x 28 ancilla qubits (Eq. 39).
 QUBITS_PER_LEVEL = 91

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import numpy as np
 
+from meqc_jax.io import atomic_write_with
 
-def _save(fig, path: str) -> None:
-    from meqc_jax.io import _publishable, _writer
 
-    if not _writer():  # multi-process runs: process 0 writes
-        return
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=130, bbox_inches="tight")
-        _publishable(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def save_figure(fig, path: str) -> None:
+    """Write a matplotlib figure as PNG atomically (process 0 only in multi-process runs)."""
+    atomic_write_with(path, lambda f: fig.savefig(f, format="png", dpi=130, bbox_inches="tight"), suffix=".png")
 
 
 def plot_learning_curve(path: str, cost: np.ndarray, baselines: dict, oracle: float, policy: float | None = None,
@@ -54,7 +40,7 @@ def plot_learning_curve(path: str, cost: np.ndarray, baselines: dict, oracle: fl
     ax.set_title(title)
     ax.legend(fontsize=7, loc="upper right")
     ax.grid(alpha=0.3, which="both")
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -101,7 +87,7 @@ def plot_training_figure(path: str, data: dict, title: str = "", epoch_slots: in
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=6.5, loc="upper right")
     fig.suptitle(title, y=1.02)
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -123,7 +109,7 @@ def plot_sweep_figure(path: str, data: dict, logx: bool = False, title: str = ""
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -148,5 +134,5 @@ def plot_qpu_map(path: str, data: dict) -> None:
         fig.colorbar(im, ax=ax, label="users served by a QPU (%)")
     fig.suptitle("Fig. 10: where the QPU pays: the oracle's share of users served by a QPU "
                  "(>= 1 % of the task offloaded), U = E = 10", y=1.03)
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from meqc_jax.config import MAX_LOGICAL_QUBITS, SystemConfig
+from meqc_jax.config import SystemConfig
+from meqc_jax.units import MAX_LOGICAL_QUBITS
 
 
 @struct.dataclass

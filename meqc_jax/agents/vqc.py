@@ -185,7 +185,7 @@ def _expvals_jax(angles, weights):
 
 
 @functools.cache
-def _pennylane_qnode():
+def pennylane_qnode():
     """The QNode, built once on first use (importing PennyLane takes seconds)."""
     import pennylane as qml
 
@@ -216,7 +216,7 @@ def circuit_expvals(angles, weights, backend: str = "jax"):
     flat = angles.reshape((-1, NUM_QUBITS))
     if backend == "jax":
         return _expvals_jax(flat, weights).reshape(lead + (NUM_QUBITS,))
-    qnode = _pennylane_qnode()
+    qnode = pennylane_qnode()
     with warnings.catch_warnings():
         # Trace-time noise from PennyLane's simulator: it asks for complex128 (truncated to complex64
         # unless x64 is on, as intended here) and calls a deprecated jax.core helper.
