@@ -18,7 +18,8 @@ import jax.numpy as jnp
 from flax import struct
 
 from meqc_jax import physics
-from meqc_jax.config import SIParams, SystemConfig
+from meqc_jax.config import SystemConfig
+from meqc_jax.units import SIParams
 from meqc_jax.tasks import Scenario, Tasks
 
 
@@ -37,6 +38,23 @@ class CostBreakdown:
     phi: jnp.ndarray  # [U] the local fraction actually used (after clipping)
     clipped_server: jnp.ndarray  # [] int, users whose server index was out of range
     clipped_phi: jnp.ndarray  # [] int, users whose phi was outside [0, 1] or NaN
+    # What a dynamic's carry update needs (meqc_jax.dynamics): the slot's outcome per user.
+    device_energy: jnp.ndarray  # [U] J spent on the device: local computing + transmission (e_L + e_O)
+    cpu_cycles: jnp.ndarray  # [U] cycles of the offloaded part run on the server's CPUs (0 if local or on a QPU)
+    qpu_seconds: jnp.ndarray  # [U] s of QPU execution, d_Q of Eq. 7 (0 unless granted the QPU)
+
+
+@struct.dataclass
+class SlotConditions:
+    """What carried state (meqc_jax.dynamics) imposes on pricing one slot.
+
+    Every field is optional; `None` leaves that part of the paper's model untouched, and the
+    default (all None) prices a slot exactly as Eqs. 1-13b do, bit for bit. A dynamic fills the
+    fields from its carry through `dynamics.conditions`.
+    """
+
+    cpu_wait: jnp.ndarray | None = None  # [E] s a task offloaded to e's CPUs waits before service
+    qpu_wait: jnp.ndarray | None = None  # [E] s a task granted e's QPU waits before service
 
 
 @struct.dataclass
@@ -145,7 +163,8 @@ def arbitrate(rule: str, server, requested, cost_if_granted, key, num_servers: i
 
 # ---------------------------------------------------------------------------- slot cost
 def slot_cost(
-    config: SystemConfig, scenario: Scenario, tasks: Tasks, server, phi, key, preferred=None
+    config: SystemConfig, scenario: Scenario, tasks: Tasks, server, phi, key, preferred=None,
+    conditions: SlotConditions | None = None,
 ) -> CostBreakdown:
     """Cost of one slot for the joint action (server [U], phi [U]): Eq. 12 under Eq. 13b.
 
@@ -154,8 +173,11 @@ def slot_cost(
     else on that server's CPUs. U and E are read from the arrays' shapes; of `config` only the
     constants and the three model options are used. `key` drives the `arrival` rule only.
     `preferred` (bool [U]) lets a central planner pick each server's QPU winner (see `arbitrate`).
+    `conditions` (from the carried state, see `SlotConditions`) add waits before edge service;
+    None is the paper's model. The breakdown also returns what a carry update needs.
     """
     si = config.si
+    conditions = SlotConditions() if conditions is None else conditions
     E = scenario.f_edge.shape[0]
     U = scenario.f_local.shape[0]
     server, phi, clipped_server, clipped_phi = sanitize_action(server, phi, E)
@@ -171,8 +193,13 @@ def slot_cost(
         profile.latency_per_unit[server], profile.power_per_unit[server],
     )
     lam_d, lam_e = scenario.lam_d, scenario.lam_e
-    cost_c, lat_c, en_c = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_o + d_e, e_o + e_e)
-    cost_q, lat_q, en_q = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_o + d_q, e_o + e_q)
+    d_cpu, d_qpu = d_o + d_e, d_o + d_q  # Eqs. 4 and 7 plus the uplink, Eq. 2
+    if conditions.cpu_wait is not None:  # a backlog ahead of the task delays its edge service
+        d_cpu = d_cpu + conditions.cpu_wait[server]
+    if conditions.qpu_wait is not None:
+        d_qpu = d_qpu + conditions.qpu_wait[server]
+    cost_c, lat_c, en_c = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_cpu, e_o + e_e)
+    cost_q, lat_q, en_q = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_qpu, e_o + e_q)
 
     requested = (phi < 1.0) & feasible[jnp.arange(U), server]
     granted = arbitrate(config.arbitration, server, requested, cost_q, key, E, preferred)
@@ -189,6 +216,9 @@ def slot_cost(
         phi=phi,
         clipped_server=clipped_server,
         clipped_phi=clipped_phi,
+        device_energy=e_l + e_o,
+        cpu_cycles=jnp.where(granted, 0.0, (1.0 - phi) * (tasks.s * tasks.n)),
+        qpu_seconds=jnp.where(granted, d_q, 0.0),
     )
 
 

@@ -1,0 +1,116 @@
+"""State that carries between slots: the registry of dynamics and the carry they share.
+
+`SystemConfig.dynamics` names the dynamics switched on (a tuple; empty = the paper's model, in
+which no slot affects the next). `EnvState.carry` is a dict `{dynamic name: its state}`, `{}`
+for the paper. The env calls the functions below at fixed points of its step (see
+`meqc_jax.dynamics.base` for the order); each folds over the active dynamics, so a new dynamic is
+one module with a `Dynamic` subclass plus one `register` line, and nothing else changes.
+
+Registered names never change meaning: a change of behaviour is a new name (and a new scenario
+version in `meqc_jax.scenarios`).
+"""
+
+from __future__ import annotations
+
+import jax
+
+from meqc_jax.cost import SlotConditions
+from meqc_jax.dynamics.base import OBS_KINDS, Dynamic, ObsSpec
+
+_REGISTRY: dict[str, Dynamic] = {}
+
+
+def register(dynamic: Dynamic) -> Dynamic:
+    """Add a dynamic under its `name`; a name already taken raises (registrations never change)."""
+    if not isinstance(dynamic, Dynamic):
+        raise TypeError(f"register: expected a Dynamic instance, got {type(dynamic).__name__}")
+    if dynamic.name in _REGISTRY:
+        raise ValueError(f"dynamics.register: the name {dynamic.name!r} is taken; register a new name")
+    _REGISTRY[dynamic.name] = dynamic
+    return dynamic
+
+
+def names() -> tuple[str, ...]:
+    """Registered dynamics, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def describe() -> dict[str, str]:
+    """{name: one-line description} of every registered dynamic."""
+    return {n: d.description for n, d in _REGISTRY.items()}
+
+
+def active(config) -> tuple[Dynamic, ...]:
+    """The dynamics `config.dynamics` switches on, in its order (one-line ValueError for unknown names)."""
+    unknown = [n for n in config.dynamics if n not in _REGISTRY]
+    if unknown:
+        allowed = ", ".join(_REGISTRY) or "none registered"
+        raise ValueError(f"SystemConfig.dynamics={config.dynamics!r} is invalid: unknown {', '.join(unknown)}; "
+                         f"allowed names: {allowed}")
+    return tuple(_REGISTRY[n] for n in config.dynamics)
+
+
+def is_memoryless(config) -> bool:
+    """True when no slot's action can change a later slot (no dynamics: the paper's model)."""
+    return not active(config)
+
+
+# ---------------------------------------------------------------------------- the carry, folded over dynamics
+def init(key, config, scenario) -> dict:
+    """The carry after a reset: `{}` without dynamics, else one entry per dynamic from its own key."""
+    dyns = active(config)
+    if not dyns:
+        return {}
+    keys = jax.random.split(key, len(dyns))
+    return {d.name: d.init(k, config, scenario) for d, k in zip(dyns, keys)}
+
+
+def tasks(carry: dict, config, scenario, tasks):
+    """The slot's tasks after every dynamic's `tasks` hook, in `config.dynamics` order."""
+    for d in active(config):
+        tasks = d.tasks(carry[d.name], config, scenario, tasks)
+    return tasks
+
+
+def conditions(carry: dict, config, scenario, tasks) -> SlotConditions | None:
+    """The `SlotConditions` the carry imposes on this slot; None (the paper's pricing) without dynamics."""
+    dyns = active(config)
+    if not dyns:
+        return None
+    fields: dict = {}
+    for d in dyns:
+        for name, value in d.conditions(carry[d.name], config, scenario, tasks).items():
+            if name in fields:
+                raise ValueError(f"dynamics: SlotConditions.{name} is set by two dynamics in {config.dynamics!r}")
+            fields[name] = value
+    return SlotConditions(**fields)
+
+
+def update(carry: dict, outcome, key, config, scenario, tasks) -> dict:
+    """The carry after a slot with priced `outcome`; each dynamic draws from its own key."""
+    dyns = active(config)
+    if not dyns:
+        return carry
+    keys = jax.random.split(key, len(dyns))
+    return {d.name: d.update(carry[d.name], outcome, k, config, scenario, tasks) for d, k in zip(dyns, keys)}
+
+
+def obs_specs(config) -> tuple[ObsSpec, ...]:
+    """The observation fields the active dynamics add, in `config.dynamics` order."""
+    specs = tuple(s for d in active(config) for s in d.obs_specs(config))
+    seen = [s.name for s in specs]
+    if len(set(seen)) != len(seen):
+        raise ValueError(f"dynamics: observation field names repeat across {config.dynamics!r}: {seen}")
+    return specs
+
+
+def observe(carry: dict, config, scenario, tasks) -> dict:
+    """Raw values of every field of `obs_specs`, by name."""
+    out: dict = {}
+    for d in active(config):
+        out.update(d.observe(carry[d.name], config, scenario, tasks))
+    return out
+
+
+__all__ = ["OBS_KINDS", "Dynamic", "ObsSpec", "active", "conditions", "describe", "init", "is_memoryless", "names",
+           "obs_specs", "observe", "register", "tasks", "update"]

@@ -1,0 +1,84 @@
+"""What a dynamic is: the hooks through which state carried between slots enters the env step.
+
+A dynamic (a server queue, a device battery, a drifting qubit lifetime, ...) owns one part of
+`EnvState.carry` and is called at fixed points of the step (see `meqc_jax.env`):
+
+    reset:  carry = init(key, config, scenario)
+    slot:   tasks = tasks(carry, ...)                 the slot's draw, as the carry changes it
+            conditions(carry, ...) -> cost inputs     e.g. waits ahead of each server (`SlotConditions`)
+            outcome = slot_cost(..., conditions)      Eq. 12 with what the update needs
+            carry = update(carry, outcome, key, ...)  the state the next slot starts from
+    observe: observe(carry, ...) -> raw values of the fields declared by `obs_specs`
+
+Every hook is a pure function of arrays (jit / vmap / scan friendly, static shapes); only
+`init` and `update` are required. The paper's model is the empty set of dynamics: an empty
+carry, no conditions, no extra observation fields.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, ClassVar
+
+OBS_KINDS = ("user", "user_server", "server")
+OBS_TRANSFORMS = ("linear", "log2", "linear_clipped")
+
+
+@dataclasses.dataclass(frozen=True)
+class ObsSpec:
+    """One block of the per-user observation, before its position in the vector is fixed.
+
+    `kind`: "user" (raw value [U], one entry per user), "user_server" ([U, E], e.g. gains) or
+    "server" ([E], the same for every user). Scaled value: `transform(raw) / scale`, where
+    `log2` is log2(raw / base) and `linear_clipped` clips the scaled value at `clip`.
+    """
+
+    name: str
+    kind: str
+    scale: float
+    doc: str
+    transform: str = "linear"
+    base: float = 1.0
+    clip: float | None = None
+
+    def __post_init__(self):
+        if self.kind not in OBS_KINDS:
+            raise ValueError(f"ObsSpec.kind={self.kind!r} is invalid: allowed one of {', '.join(OBS_KINDS)}")
+        if self.transform not in OBS_TRANSFORMS:
+            raise ValueError(f"ObsSpec.transform={self.transform!r} is invalid: allowed one of "
+                             f"{', '.join(OBS_TRANSFORMS)}")
+        if not self.scale > 0:
+            raise ValueError(f"ObsSpec.scale={self.scale!r} is invalid: allowed a number > 0")
+
+
+class Dynamic(abc.ABC):
+    """One opt-in dynamic. Subclass, set `name` and `description`, implement `init` and `update`
+    (and whichever optional hooks it needs), then `meqc_jax.dynamics.register(YourDynamic())`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    @abc.abstractmethod
+    def init(self, key, config, scenario) -> Any:
+        """The carry after a reset (a pytree of arrays with static shapes)."""
+
+    @abc.abstractmethod
+    def update(self, carry, outcome, key, config, scenario, tasks) -> Any:
+        """The carry after a slot whose priced outcome (`cost.CostBreakdown`) is `outcome`."""
+
+    def tasks(self, carry, config, scenario, tasks):
+        """The slot's tasks as the carry changes them (default: unchanged)."""
+        return tasks
+
+    def conditions(self, carry, config, scenario, tasks) -> dict:
+        """`cost.SlotConditions` fields this dynamic sets from its carry (default: none)."""
+        return {}
+
+    def obs_specs(self, config) -> tuple[ObsSpec, ...]:
+        """Observation fields this dynamic adds, appended after the paper's (default: none)."""
+        return ()
+
+    def observe(self, carry, config, scenario, tasks) -> dict:
+        """Raw values of the fields of `obs_specs`, by name."""
+        return {}
