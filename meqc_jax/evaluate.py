@@ -4,13 +4,20 @@
     result.summary["greedy"]["mean_cost"], result.summary["greedy"]["ratio_to_oracle"]
 
 `num_envs` independent instances are stepped `num_slots` slots each (num_envs x num_slots slots in
-all). The environment's randomness (scenarios, tasks, channels, arrival orders) comes from one key
-stream shared by all policies, and tasks never depend on actions, so every policy is priced on the
-identical sequence of slots; a policy's own randomness comes from a separate stream.
-All policies run in one jitted `lax.scan` over a chunk of slots, vmapped over instances: each
-slot, every policy acts on the same state and is priced on the same draws; the oracle's MIPs run
-on the host inside the same scan through `jax.pure_callback`. Compiled programs are cached, so
-repeated evaluations of the same configuration and policies compile once.
+all). Common random numbers: the environment's randomness (scenarios, tasks, channels, arrival
+orders, and every dynamic's draws) comes from one key stream shared by all policies; a policy's
+own randomness comes from a separate stream. Two programs, chosen automatically (`transitions`):
+
+* `per_policy` -- every policy runs its own trajectory of states (its carry, e.g. a queue, evolves
+  with its own actions), each stepped with the same keys in the same slot. Needed as soon as
+  actions change the future (`MEQCEnv.memoryless` is False).
+* `shared` -- the fast path for memoryless models (the paper's): tasks never depend on actions,
+  so one transition serves every policy; each is priced on the same state with the same draws.
+  Both paths give identical numbers there (tests/test_evaluate.py).
+
+All policies run in one jitted `lax.scan` over a chunk of slots, vmapped over instances; the
+oracle's MIPs run on the host inside the same scan through `jax.pure_callback`. Compiled programs
+are cached, so repeated evaluations of the same configuration and policies compile once.
 
 Sweeps: with `env_params` (EnvParams stacked over P sweep points, see `MEQCEnv.params_for`) every
 point gets its own `num_envs` instances, all points run in the same compiled program, and
@@ -34,8 +41,10 @@ from meqc_jax import sharding
 from meqc_jax.baselines import Policy, make_policy
 from meqc_jax.config import SystemConfig
 from meqc_jax.env import MEQCEnv
+from meqc_jax.progress import ProgressBar
 
 METRICS = ("cost", "latency", "energy", "quantum_share", "qpu_offload_share", "feasible_share")
+TRANSITIONS = ("auto", "shared", "per_policy")
 # A user "served by a QPU" for `qpu_offload_share` holds a QPU *and* offloads at least this much of
 # its task: the oracle may hold a QPU at phi ~ 1 (a tie with local execution), which is not service.
 QPU_OFFLOAD_MIN = 0.01
@@ -54,18 +63,32 @@ class EvalResult:
     wall_s: dict[str, float]  # {"all": seconds}: all policies run in one program
     points: list[dict[str, dict[str, float]]] | None = None  # per sweep point, when env_params given
     placement: dict | None = None  # devices and mesh the [P, N] instances were split over
+    transitions: str = "shared"  # the program used: one shared transition, or one trajectory per policy
 
 
 _RUNNER_CACHE: dict = {}
 _RUNNER_CACHE_SIZE = 16
 
 
-def _chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, compiler_options=None):
-    """One jitted program for all policies: a `lax.scan` over `chunk` slots where every policy acts on
-    the same state and is priced on the same slot (one env transition serves them all, as tasks never
-    depend on actions), vmapped over [P, N] instances. Cached by (config, policy functions, chunk)
-    so that repeated evaluations (sweeps, figures) compile once."""
-    cache_key = (env.config, tuple((p.name, p.act, p.act_with) for p in pols), chunk, compiler_options)
+def slot_metrics(c) -> dict:
+    """The per-slot metrics of a priced slot (`CostBreakdown` over [P, N] instances)."""
+    return {
+        "cost": c.total,
+        "latency": jnp.mean(c.latency, axis=-1),
+        "energy": jnp.mean(c.energy, axis=-1),
+        "quantum_share": jnp.mean(c.quantum.astype(float), axis=-1),
+        "qpu_offload_share": jnp.mean((c.quantum & (c.phi <= 1.0 - QPU_OFFLOAD_MIN)).astype(float), axis=-1),
+        "feasible_share": jnp.mean(jnp.any(c.feasible, axis=-1).astype(float), axis=-1),
+    }
+
+
+def chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, transitions: str, compiler_options=None):
+    """One jitted program for all policies: a `lax.scan` over `chunk` slots, vmapped over [P, N]
+    instances. `transitions="shared"`: every policy acts on the same state and is priced on the same
+    slot, then one env transition serves them all (valid while tasks never depend on actions);
+    `"per_policy"`: the scan carries one (obs, state) per policy, each stepped with the same keys.
+    Cached by (config, policy functions, chunk, path) so that repeated evaluations compile once."""
+    cache_key = (env.config, tuple((p.name, p.act, p.act_with) for p in pols), chunk, transitions, compiler_options)
     if cache_key in _RUNNER_CACHE:
         return _RUNNER_CACHE[cache_key]
 
@@ -83,7 +106,7 @@ def _chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, compiler_opt
         # [P, N] keys, equal across the P sweep points: every point sees the same slots
         return jnp.broadcast_to(jax.random.split(key, shape[1])[None], shape)
 
-    def one_slot(carry, slot_key, pol_params):
+    def shared_slot(carry, slot_key, pol_params):
         obs, state = carry
         k_env, k_act = jax.random.split(slot_key)
         shape = obs.shape[:2]
@@ -91,29 +114,40 @@ def _chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, compiler_opt
         metrics = []
         for i, act in enumerate(acts):
             action = act(pol_params[i], split2(jax.random.fold_in(k_act, i), shape), state, obs)
-            c = price(env_keys, state, action)
-            metrics.append({
-                "cost": c.total,
-                "latency": jnp.mean(c.latency, axis=-1),
-                "energy": jnp.mean(c.energy, axis=-1),
-                "quantum_share": jnp.mean(c.quantum.astype(float), axis=-1),
-                "qpu_offload_share": jnp.mean((c.quantum & (c.phi <= 1.0 - QPU_OFFLOAD_MIN)).astype(float), axis=-1),
-                "feasible_share": jnp.mean(jnp.any(c.feasible, axis=-1).astype(float), axis=-1),
-            })
+            metrics.append(slot_metrics(price(env_keys, state, action)))
         # the transition does not depend on the action: step with any one (here: local's shape)
         U = state.scenario.f_local.shape[-1]
         hold = (jnp.zeros(shape + (U,), jnp.int32), jnp.ones(shape + (U,)))
         obs, state, _, _, _ = step(env_keys, state, hold)
         return (obs, state), metrics
 
-    def scan(obs, state, slot_keys, pol_params):
-        return jax.lax.scan(lambda c, k: one_slot(c, k, pol_params), (obs, state), slot_keys)
+    def per_policy_slot(carry, slot_key, pol_params):
+        k_env, k_act = jax.random.split(slot_key)
+        shape = carry[0][0].shape[:2]
+        env_keys = split2(k_env, shape)  # common random numbers: the same keys for every trajectory
+        new, metrics = [], []
+        for i, (act, (obs, state)) in enumerate(zip(acts, carry)):
+            action = act(pol_params[i], split2(jax.random.fold_in(k_act, i), shape), state, obs)
+            obs, state, _, _, info = step(env_keys, state, action)
+            new.append((obs, state))
+            metrics.append(slot_metrics(info["cost"]))
+        return tuple(new), metrics
 
-    run = jax.jit(scan, compiler_options=dict(compiler_options) if compiler_options else None)
+    one_slot = shared_slot if transitions == "shared" else per_policy_slot
+
+    def scan(carry, slot_keys, pol_params):
+        return jax.lax.scan(lambda c, k: one_slot(c, k, pol_params), carry, slot_keys)
+
+    run = jax.jit(scan, compiler_options=sharding.jit_options(compiler_options))
     if len(_RUNNER_CACHE) >= _RUNNER_CACHE_SIZE:
         _RUNNER_CACHE.pop(next(iter(_RUNNER_CACHE)))
     _RUNNER_CACHE[cache_key] = run
     return run
+
+
+def cached_runners() -> list:
+    """The compiled evaluation programs currently cached (e.g. to count their compiles)."""
+    return list(_RUNNER_CACHE.values())
 
 
 def _summarize(per_slot: dict[str, np.ndarray]) -> dict[str, float]:
@@ -140,6 +174,7 @@ def evaluate(
     env_params=None,
     compiler_options: tuple[tuple[str, object], ...] | None = None,
     devices=None,
+    transitions: str = "auto",
 ) -> EvalResult:
     """Evaluate `policies` on the same `num_envs` x `num_slots` slots; see the module docstring.
 
@@ -151,6 +186,8 @@ def evaluate(
 
     Devices: the [P, N] instance axes are split over `devices` (default: all visible devices; see
     `meqc_jax.sharding`); every instance's numbers are the same as on one device.
+    `transitions`: "auto" (per-policy trajectories unless the model is memoryless), "shared" (one
+    transition for all policies; refused when actions change the future) or "per_policy".
     """
     for name, v in (("num_envs", num_envs), ("num_slots", num_slots), ("chunk", chunk)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -159,7 +196,14 @@ def evaluate(
     names = [p.name for p in pols]
     if len(set(names)) != len(names):
         raise ValueError(f"evaluate: policy names must be unique, got {names}")
+    if transitions not in TRANSITIONS:
+        raise ValueError(f"evaluate: transitions={transitions!r} is invalid: allowed one of {', '.join(TRANSITIONS)}")
     env = MEQCEnv(config)
+    if transitions == "auto":
+        transitions = "shared" if env.memoryless else "per_policy"
+    elif transitions == "shared" and not env.memoryless:
+        raise ValueError(f"evaluate: transitions='shared' is invalid for dynamics {config.dynamics!r}: actions change "
+                         "later slots there; allowed: auto, per_policy")
     swept = env_params is not None
     if not swept:
         env_params = MEQCEnv.stack_params([env.default_params()])
@@ -181,15 +225,17 @@ def evaluate(
     pol_params = sharding.place(tuple(p.params for p in pols), mesh)  # per-point parameters [P, ...]
 
     t0 = time.perf_counter()
-    run = _chunk_runner(env, pols, chunk, compiler_options)
-    obs, state = sharding.place(_reset_batched(config)(reset_keys, env_params), mesh, 2)
+    run = chunk_runner(env, pols, chunk, transitions, compiler_options)
+    carry = sharding.place(reset_batched(config)(reset_keys, env_params), mesh, 2)  # (obs, state)
+    if transitions == "per_policy":
+        carry = tuple(carry for _ in pols)  # every policy starts from the same states
     pieces = []
-    bar = _progress(progress, n_chunks)
+    bar = ProgressBar(progress, n_chunks)
     for c in range(n_chunks):
-        (obs, state), metrics = run(obs, state, chunk_keys[c], pol_params)
+        carry, metrics = run(carry, chunk_keys[c], pol_params)
         # the compiler may hand the carry back laid out otherwise; put it back on the mesh so that
         # every chunk meets the input shardings of the first one (else: one more compile)
-        obs, state = sharding.place((obs, state), mesh, 2)
+        carry = sharding.place(carry, mesh, 2)
         pieces.append(jax.tree.map(sharding.to_host, metrics))
         bar.advance(f"slots {min((c + 1) * chunk, num_slots)}/{num_slots}")
     bar.close()
@@ -205,7 +251,8 @@ def evaluate(
                   for p in range(P)]
     else:
         per_slot = {n: {m: v[:, 0] for m, v in per_slot[n].items()} for n in names}
-    return EvalResult(per_slot, summary, config, num_envs, num_slots, seed, wall, points, sharding.describe(mesh))
+    return EvalResult(per_slot, summary, config, num_envs, num_slots, seed, wall, points, sharding.describe(mesh),
+                      transitions)
 
 
 def _summaries(per_slot: dict[str, dict[str, np.ndarray]], names) -> dict[str, dict[str, float]]:
@@ -221,29 +268,8 @@ def _summaries(per_slot: dict[str, dict[str, np.ndarray]], names) -> dict[str, d
 
 
 @functools.lru_cache(maxsize=16)
-def _reset_batched(config: SystemConfig):
-    from meqc_jax.ppo import FAST_COMPILE  # runs once per evaluation: compile time is what matters
-
-    return jax.jit(jax.vmap(jax.vmap(MEQCEnv(config).reset, in_axes=(0, None))), compiler_options=dict(FAST_COMPILE))
-
-
-class _progress:
-    """A rich progress bar over evaluation chunks, or nothing."""
-
-    def __init__(self, enabled: bool, total: int):
-        self._p = None
-        if enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self._p = Progress(TextColumn("{task.description:<20}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                               TimeElapsedColumn(), TimeRemainingColumn(), transient=True)
-            self._task = self._p.add_task("", total=total)
-            self._p.start()
-
-    def advance(self, label: str):
-        if self._p is not None:
-            self._p.update(self._task, advance=1, description=label)
-
-    def close(self):
-        if self._p is not None:
-            self._p.stop()
+def reset_batched(config: SystemConfig):
+    """`MEQCEnv(config).reset` over [P, N] (keys [P, N], EnvParams [P]), jitted once per configuration;
+    it runs once per evaluation, so compile time is what matters (`sharding.FAST_COMPILE`)."""
+    return jax.jit(jax.vmap(jax.vmap(MEQCEnv(config).reset, in_axes=(0, None))),
+                   compiler_options=dict(sharding.FAST_COMPILE))
