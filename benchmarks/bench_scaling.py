@@ -6,7 +6,7 @@
 Parts (each point compiled once, then timed as the median of repeated calls):
   * env_n  -- one `jax.jit(jax.vmap(env.step))` call on N instances, U = E = 10, N = 1, 4, ..., --max-n;
   * env_ue -- the same at N = 1024 (--quick: 256) for U = E = 5 ... 100;
-  * train  -- one PPO epoch (`Trainer.run`, rollout + GAE + updates; 50 slots per epoch so that large
+  * train  -- one PPO epoch (`PPOLearner.train_chunk_batch`, rollout + GAE + updates; 50 slots per epoch so that large
               environment counts fit a CPU) at U = E = 10 for 4 ... 1024 environments: agent-steps/s.
 Memory per point: XLA's buffer plan of the compiled program (arguments + outputs + temporaries -
 aliased, `Compiled.memory_analysis()`: what the device must hold at the peak), the device's own peak
@@ -33,7 +33,7 @@ from bench_env import median_time  # noqa: E402
 
 from meqc_jax import MEQCEnv, SystemConfig, sharding
 from meqc_jax.io import atomic_write_json
-from meqc_jax.ppo import STATE_BATCH_AXES, PPOConfig, make_train
+from meqc_jax.learners.ppo import STATE_BATCH_AXES, PPOConfig, make_train
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -78,10 +78,10 @@ def train_point(envs: int, users: int = 10, slots: int = 50, repeats: int = 3) -
     system = SystemConfig(num_users=users, num_servers=users, slots_per_episode=slots)
     trainer = make_train(system, PPOConfig(num_envs=envs, num_minibatches=4))
     mesh = sharding.batch_mesh(("runs", "envs"), (1, envs))
-    state = trainer.init_batched(jax.random.key(0)[None], MEQCEnv.stack_params([trainer.env.default_params()]))
+    state = trainer.init_batch(jax.random.key(0)[None], MEQCEnv.stack_params([trainer.env.default_params()]))
     state = sharding.place(state, mesh, STATE_BATCH_AXES)
     t0 = time.perf_counter()
-    run = jax.jit(trainer._run_batch, static_argnums=1).lower(state, 1).compile()
+    run = trainer.chunk_program.lower(state, 1).compile()
     compile_s = time.perf_counter() - t0
     state, m = run(state)
     jax.block_until_ready(m)
@@ -104,7 +104,7 @@ def plot(path: str, res: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from meqc_jax.plots import _save
+    from meqc_jax.plots import save_figure
 
     fig, ax = plt.subplots(2, 2, figsize=(11, 8), layout="constrained")
     rows = res["parts"].get("env_n", [])
@@ -137,7 +137,7 @@ def plot(path: str, res: dict) -> None:
         a.grid(True, which="both", alpha=0.3)
         a.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     fig.suptitle(f"meqc_jax scaling on {res['device_kind']} ({res['device_count']} device(s)), {res['date']}")
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -3,7 +3,7 @@
     python benchmarks/bench_train.py [--users 10 --servers 10 --envs 64 --epochs 2] [--out ...]
 
 In one run, at U = E (default 10):
-  * jax   -- `meqc_jax.ppo` with the project's defaults (2 x 256 actor-critics per agent, two
+  * jax   -- `meqc_jax.learners.ppo` with the project's defaults (2 x 256 actor-critics per agent, two
              update passes), `--envs` environments, `--epochs` epochs of 500 slots timed after
              compilation (median of `--repeats` calls);
   * torch -- `benchmarks/torch_ppo.py`: the same algorithm, networks and update schedule written
@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from meqc_jax import SystemConfig  # noqa: E402
 from meqc_jax.io import atomic_write_json  # noqa: E402
-from meqc_jax.ppo import PPOConfig, make_train  # noqa: E402
+from meqc_jax.learners.ppo import PPOConfig, make_train  # noqa: E402
 
 
 def network_flops(obs_dim: int, num_servers: int, hidden: tuple[int, ...]) -> int:
@@ -62,14 +62,15 @@ def matmul_rate(n: int = 2048, repeats: int = 10) -> float:
 def bench_jax(system: SystemConfig, envs: int, epochs: int, repeats: int):
     trainer = make_train(system, PPOConfig(num_envs=envs, epochs=epochs))
     state = jax.jit(trainer.init)(jax.random.key(0))
+    run = jax.jit(trainer.train_chunk, static_argnums=1)
     t0 = time.perf_counter()
-    state, m = trainer.run(state, epochs)
+    state, m = run(state, epochs)
     jax.block_until_ready(m)
     compile_s = time.perf_counter() - t0
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        state, m = trainer.run(state, epochs)
+        state, m = run(state, epochs)
         jax.block_until_ready(m)
         times.append(time.perf_counter() - t0)
     steps = epochs * system.slots_per_episode * envs * system.num_users

@@ -206,9 +206,9 @@ def test_swept_evaluation_equals_evaluating_each_configuration():
         for name in names:
             assert point[name]["mean_cost"] == pytest.approx(direct[name]["mean_cost"], rel=1e-5)
     with pytest.raises(ValueError, match="env_params"):
-        from meqc_jax.ppo import PPOConfig, Trainer
+        from meqc_jax.learners.ppo import PPOConfig, PPOLearner
 
-        tr = Trainer(base, PPOConfig(num_envs=2, num_minibatches=2, hidden=(8,)), scale=1.0)
+        tr = PPOLearner(base, PPOConfig(num_envs=2, num_minibatches=2, hidden=(8,)), scale=1.0)
         p = MEQCEnv.stack_params([env.default_params()] * 3)
         evaluate(base, [tr.sweep_policy(jax.tree.map(lambda a: a[None], tr.init_params(jax.random.key(0))))],
                  num_envs=2, num_slots=2, env_params=p)

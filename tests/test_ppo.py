@@ -1,4 +1,4 @@
-"""Hybrid multi-agent PPO: distribution maths, learning signal, seeds, exact resume, NaN stop, CLI."""
+"""Hybrid multi-agent PPO: distribution maths, losses, learning signal, seeds, exact resume, NaN stop, CLI."""
 
 import json
 import math
@@ -13,7 +13,9 @@ from meqc_jax import SystemConfig
 from meqc_jax.agents import hybrid_entropy, hybrid_log_prob, sample_hybrid
 from meqc_jax.agents.networks import HybridOutput
 from meqc_jax.evaluate import evaluate
-from meqc_jax.ppo import METRIC_NAMES, PPOConfig, fit, make_train, seed_params
+from meqc_jax.learners import losses, metrics_table
+from meqc_jax.learners.ppo import METRIC_NAMES, PPOConfig, make_train, seed_params
+from meqc_jax.loop import fit
 
 SYS = SystemConfig(num_users=3, num_servers=2, slots_per_episode=16)
 TINY = dict(num_envs=4, num_minibatches=4, hidden=(32, 32))
@@ -57,10 +59,10 @@ def test_hybrid_log_prob_and_entropy_match_sampling():
 
 
 def test_training_runs_finite_and_loss_terms_reported(trainer):
-    state, m = jax.jit(trainer)(jax.random.key(0))
-    m = np.asarray(m)
+    state, metrics = jax.jit(trainer)(jax.random.key(0))
+    m = metrics_table(metrics)
     assert m.shape == (4, len(METRIC_NAMES)) and np.all(np.isfinite(m))
-    assert np.all(m[:, METRIC_NAMES.index("nonfinite")] == 0)
+    assert np.all(np.asarray(metrics.nonfinite) == 0)
     assert int(state.epoch) == 4
 
 
@@ -68,47 +70,85 @@ def test_update_improves_the_objective_on_a_fixed_batch():
     tr = make_train(SYS, PPOConfig(epochs=1, **TINY), scale=100.0)
     st = tr.init(jax.random.key(1))
     key = jax.random.key(2)
-    env_state, obs, traj, _ = tr._rollout(st.params, st.env_state, st.obs, key)
-    last = tr.apply(st.params, obs)
-    adv_d, tgt_d = tr._gae(traj.value_d, last.value_d, traj.reward, traj.done)
-    adv_c, tgt_c = tr._gae(traj.value_c, last.value_c, traj.reward, traj.done)
-    data = {"obs": traj.obs, "server": traj.server, "x": traj.x, "logp_d": traj.logp_d, "logp_c": traj.logp_c,
-            "adv_d": adv_d, "adv_c": adv_c, "target_d": tgt_d, "target_c": tgt_c}
+    env_state, obs, traj, _ = tr.rollout(st.params, st.env_state, st.obs, key)
+    data = tr.make_batch(traj, tr.apply(st.params, obs))
     flat = jax.tree.map(lambda a: jnp.moveaxis(a.reshape((-1,) + a.shape[2:]), 1, 0), data)  # [U, B, ...]
 
     def total_loss(params):
-        return float(jnp.sum(jax.vmap(lambda p, d: tr._agent_loss(p, d)[0])(params, flat)))
+        return float(jnp.sum(jax.vmap(lambda p, d: tr.agent_loss(p, d)[0])(params, flat)))
 
     before = total_loss(st.params)
     params = st.params
     opt_state = st.opt_state
+    update = jax.jit(tr.update)  # one compile for the five steps
     for i in range(5):
-        params, opt_state, _, _ = tr._update(params, opt_state, data, jax.random.key(10 + i))
+        params, opt_state, _, _ = update(params, opt_state, data, jax.random.key(10 + i))
     assert total_loss(params) < before
 
 
-def test_gae_with_zero_discount_is_reward_minus_value(trainer):
+def test_gae_with_zero_discount_is_reward_minus_value():
     v = jnp.ones((5, 2, 3))
     r = jnp.arange(30.0).reshape(5, 2, 3)
     d = jnp.zeros((5, 2), bool)
-    tr0 = make_train(SYS, PPOConfig(gamma=0.0, **TINY), scale=100.0)
-    adv, target = tr0._gae(v, jnp.ones((2, 3)), r, d)
+    adv, target = losses.gae(v, jnp.ones((2, 3)), r, d, gamma=0.0, lam=0.95)
     np.testing.assert_allclose(adv, r - 1.0)
     np.testing.assert_allclose(target, r)
-    tr1 = make_train(SYS, PPOConfig(gamma=0.5, gae_lambda=1.0, **TINY), scale=100.0)
-    adv1, _ = tr1._gae(jnp.zeros((2, 1, 1)), jnp.zeros((1, 1)), jnp.ones((2, 1, 1)), jnp.array([[False], [True]]))
+    adv1, _ = losses.gae(jnp.zeros((2, 1, 1)), jnp.zeros((1, 1)), jnp.ones((2, 1, 1)), jnp.array([[False], [True]]),
+                         gamma=0.5, lam=1.0)
     np.testing.assert_allclose(np.asarray(adv1).ravel(), [1.5, 1.0])  # the done flag cuts the bootstrap
+
+
+def test_gae_matches_a_direct_sum_of_discounted_residuals():
+    # Eq. 26: A_t = sum_l (gamma lam)^l delta_{t+l}, delta_t = r_t + gamma V_{t+1} - V_t, cut at episode ends
+    rng = np.random.default_rng(0)
+    T, gamma, lam = 7, 0.9, 0.8
+    v, r, last = rng.normal(size=(T, 1, 1)), rng.normal(size=(T, 1, 1)), rng.normal(size=(1, 1))
+    done = np.zeros((T, 1), bool)
+    done[3] = True
+    adv, target = losses.gae(jnp.asarray(v), jnp.asarray(last), jnp.asarray(r), jnp.asarray(done), gamma, lam)
+    v_next = np.concatenate([v[1:], last[None]])[:, 0, 0] * (1 - done[:, 0])
+    delta = r[:, 0, 0] + gamma * v_next - v[:, 0, 0]
+    expect = np.zeros(T)
+    for t in range(T):
+        acc, w = 0.0, 1.0
+        for k in range(t, T):
+            acc += w * delta[k]
+            if done[k, 0]:
+                break
+            w *= gamma * lam
+        expect[t] = acc
+    np.testing.assert_allclose(np.asarray(adv)[:, 0, 0], expect, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(target), np.asarray(adv) + v, rtol=1e-6)
+
+
+def test_clipped_surrogate_and_value_losses():
+    adv = jnp.array([1.0, -1.0, 2.0, -2.0])
+    logp = jnp.log(jnp.array([0.5, 0.5, 0.5, 0.5]))
+    loss, kl = losses.clipped_surrogate(logp, logp, adv, clip_eps=0.2)
+    assert float(loss) == pytest.approx(0.0, abs=1e-6) and float(kl) == pytest.approx(0.0, abs=1e-7)  # ratio 1
+    # a ratio of 2 on a positive advantage is clipped at 1 + eps: the gradient vanishes there
+    new = logp.at[0].set(jnp.log(1.0))
+    g = jax.grad(lambda lp: losses.clipped_surrogate(lp, logp, adv, 0.2)[0])(new)
+    assert float(g[0]) == 0.0 and float(jnp.abs(g[1:]).sum()) > 0
+    _, kl2 = losses.clipped_surrogate(new, logp, adv, 0.2)
+    assert float(kl2) == pytest.approx((1.0 - np.log(2.0)) / 4, rel=1e-5)  # E[(r - 1) - log r]
+    norm = losses.normalize(adv)
+    assert float(norm.mean()) == pytest.approx(0.0, abs=1e-6) and float(norm.std()) == pytest.approx(1.0, rel=1e-5)
+    assert float(losses.value_loss(jnp.array([1.0, 3.0]), jnp.array([0.0, 0.0]))) == pytest.approx(2.5)
+    per_head = losses.value_loss_per_head(jnp.array([[1.0, 0.0], [3.0, 2.0]]), jnp.zeros((2, 2)))
+    np.testing.assert_allclose(per_head, [2.5, 1.0])
 
 
 def test_seeds_in_fit_equal_separate_runs_and_resume_is_exact(tmp_path, trainer):
     # seeds vmapped together equal separate unbatched runs (up to float reassociation under vmap)
     state_ab, m_ab = fit(trainer, [0, 1], chunk=4)
     state_b, m_direct = jax.jit(trainer)(jax.random.key(1))
-    np.testing.assert_allclose(m_ab[1], np.asarray(m_direct), rtol=2e-3, atol=1e-5)
+    m_ab, m_direct = metrics_table(m_ab), metrics_table(m_direct)
+    np.testing.assert_allclose(m_ab[1], m_direct, rtol=2e-3, atol=1e-5)
     for x, y in zip(jax.tree.leaves(seed_params(state_ab, 1)), jax.tree.leaves(state_b.params)):
         np.testing.assert_allclose(x, y, rtol=2e-3, atol=2e-5)
     _, m_vmap = jax.jit(jax.vmap(trainer))(jnp.stack([jax.random.key(0), jax.random.key(1)]))
-    np.testing.assert_allclose(np.asarray(m_vmap), m_ab, rtol=2e-3, atol=1e-5)
+    np.testing.assert_allclose(metrics_table(m_vmap), m_ab, rtol=2e-3, atol=1e-5)
     # checkpoint every 2 epochs, drop the last checkpoint, resume: bit-identical
     ck = tmp_path / "ck"
     fit(trainer, [0, 1], chunk=2, ckpt_dir=str(ck))
@@ -117,7 +157,7 @@ def test_seeds_in_fit_equal_separate_runs_and_resume_is_exact(tmp_path, trainer)
 
     shutil.rmtree(ck / "epoch_000004")
     state_r, m_r = fit(trainer, [0, 1], chunk=2, ckpt_dir=str(ck))
-    np.testing.assert_array_equal(m_r, m_ab)
+    np.testing.assert_array_equal(metrics_table(m_r), m_ab)
     for x, y in zip(jax.tree.leaves(state_r.params), jax.tree.leaves(state_ab.params)):
         np.testing.assert_array_equal(x, y)
 
@@ -136,7 +176,7 @@ def test_shared_parameters_option():
     assert jax.tree.leaves(params)[0].ndim <= 2  # not stacked over agents
     assert tr.obs_dim == MEQC_OBS + 3
     _, m = jax.jit(tr)(jax.random.key(0))
-    assert np.all(np.isfinite(np.asarray(m)))
+    assert np.all(np.isfinite(metrics_table(m)))
 
 
 MEQC_OBS = 6 + 4 * 2
@@ -190,18 +230,18 @@ def test_central_critic_for_the_shared_reward(tmp_path):
     assert PPOConfig(critic="central").central_critic
     tr = make_train(SYS, PPOConfig(epochs=2, reward="shared", **TINY), scale=100.0)
     state = tr.init(jax.random.key(0))
-    values = tr.critic_net.apply(state.critic["params"], state.obs)
+    values = tr.critic.net.apply(state.critic["params"], state.obs)
     assert values.shape == (4, 3, 2)  # [envs, agents, (V^D, V^C)] from the global state
-    out = tr._with_values(tr.apply(state.params, state.obs), state.critic, state.obs)
+    out = tr.apply(state.params, state.obs, state.critic)
     np.testing.assert_array_equal(out.value_c, values[..., 1])
     # trains finite, reports the critic's losses, and resumes bit-identically from a checkpoint
     ck = tmp_path / "ck"
     state_a, m_a = fit(tr, [0], chunk=1, ckpt_dir=str(ck))
-    assert np.all(m_a[..., METRIC_NAMES.index("loss_v_d")] > 0)
+    assert np.all(m_a.loss_v_d > 0)
     import shutil
 
     shutil.rmtree(ck / "epoch_000002")
     state_r, m_r = fit(tr, [0], chunk=1, ckpt_dir=str(ck))
-    np.testing.assert_array_equal(m_r, m_a)
+    np.testing.assert_array_equal(metrics_table(m_r), metrics_table(m_a))
     for x, y in zip(jax.tree.leaves(state_r.critic), jax.tree.leaves(state_a.critic)):
         np.testing.assert_array_equal(x, y)

@@ -16,7 +16,9 @@ SCRIPT = textwrap.dedent("""
     from meqc_jax import SystemConfig, sharding
     from meqc_jax.env import MEQCEnv
     from meqc_jax.evaluate import evaluate
-    from meqc_jax.ppo import FAST_COMPILE, PPOConfig, fit, make_train
+    from meqc_jax.learners.ppo import PPOConfig, make_train
+    from meqc_jax.loop import fit
+    from meqc_jax.sharding import FAST_COMPILE
 
     assert jax.device_count() == 4, jax.devices()
     one = jax.devices()[:1]
@@ -37,9 +39,9 @@ SCRIPT = textwrap.dedent("""
     pols = ["local", "greedy", "random_offloading", "random_partitioning", "oracle"]
     r4 = evaluate(cfg, pols, num_envs=8, num_slots=6, env_params=pts, chunk=3)
     r1 = evaluate(cfg, pols, num_envs=8, num_slots=6, env_params=pts, devices=one, chunk=3)
-    from meqc_jax.evaluate import _RUNNER_CACHE
+    from meqc_jax.evaluate import cached_runners
     # two chunks, sharded then unsharded: the runner compiled once per placement, never per chunk
-    assert [f._cache_size() for f in _RUNNER_CACHE.values()] == [2], [f._cache_size() for f in _RUNNER_CACHE.values()]
+    assert [f._cache_size() for f in cached_runners()] == [2], [f._cache_size() for f in cached_runners()]
     assert r4.placement == {"devices": 4, "mesh": {"points": 2, "envs": 2}, "platform": "cpu"}, r4.placement
     assert r1.placement == {"devices": 1, "mesh": {}}
     for name in r1.per_slot:
@@ -52,7 +54,7 @@ SCRIPT = textwrap.dedent("""
                     compiler_options=FAST_COMPILE)
     ckpt = tempfile.mkdtemp()
     s4, h4 = fit(tr, [0, 1], chunk=1, ckpt_dir=ckpt)
-    assert tr.run_batched._cache_size() == 1  # two chunks on the mesh: one compile
+    assert tr.chunk_program._cache_size() == 1  # two chunks on the mesh: one compile
     s1, h1 = fit(tr, [0, 1], chunk=1, devices=one)
     assert s4.obs.sharding.spec == jax.sharding.PartitionSpec("runs", "envs"), s4.obs.sharding
     assert all(leaf.sharding.spec[0] == "runs" for leaf in jax.tree.leaves(s4.params))

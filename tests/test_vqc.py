@@ -260,7 +260,8 @@ def test_bad_arguments_raise():
 from meqc_jax import SystemConfig  # noqa: E402
 from meqc_jax.agents import hybrid_log_prob, sample_hybrid  # noqa: E402
 from meqc_jax.evaluate import evaluate  # noqa: E402
-from meqc_jax.ppo import PPOConfig, fit, make_train, seed_params  # noqa: E402
+from meqc_jax.learners.ppo import PPOConfig, make_train, seed_params  # noqa: E402
+from meqc_jax.loop import fit  # noqa: E402
 
 SYS4 = SystemConfig(num_users=4, num_servers=3, slots_per_episode=50)
 
@@ -300,13 +301,14 @@ def test_tiny_vqc_training_beats_random_policy(vqc_trainer):
 def test_training_chunks_do_not_retrace(torso):
     import chex
 
-    from meqc_jax.ppo import Trainer
+    from meqc_jax.learners.ppo import PPOLearner
 
-    tr = Trainer(SystemConfig(num_users=2, num_servers=2, slots_per_episode=8),  # a private, uncached trainer
+    tr = PPOLearner(SystemConfig(num_users=2, num_servers=2, slots_per_episode=8),  # a private, uncached trainer
                  PPOConfig(torso=torso, epochs=2, num_envs=2, num_minibatches=2, hidden=(16, 16)), scale=10.0)
     chex.clear_trace_counter()  # chex keys counters by call site, shared by both parametrizations
-    tr._update = chex.assert_max_traces(tr._update, n=1)  # looked up when `run` traces
+    tr.update = chex.assert_max_traces(tr.update, n=1)  # looked up when `train_chunk` traces
+    run = jax.jit(tr.train_chunk, static_argnums=1)
     state = tr.init(jax.random.key(0))
     for _ in range(3):  # new values, same shapes: one trace, one compile
-        state, _ = tr.run(state, 1)
-    assert tr.run._cache_size() == 1
+        state, _ = run(state, 1)
+    assert run._cache_size() == 1

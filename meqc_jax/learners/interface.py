@@ -1,0 +1,87 @@
+"""The interface every learner implements; the host loop, the experiments and the CLI use only this.
+
+A learner is built for one environment configuration and holds its compiled programs:
+
+    learner = make_learner("ppo", system, config)      # e.g. meqc_jax.learners.ppo.make_train
+    states = learner.init_batch(keys, env_params)      # one training state per run, [runs, ...]
+    states, metrics = learner.train_chunk_batch(states, n)   # n epochs of every run, one jitted call
+    policy = learner.policy(learner.acting_params(states, i), "ppo")   # a `baselines.Policy`
+
+`metrics` is the learner's named metrics pytree (a `flax.struct` dataclass) with leaves
+[runs, n]; it must have a `nonfinite` field (> 0 where NaN or inf appeared) so that the loop can
+stop a diverged run. Training states are pytrees, so orbax checkpoints them as they are.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from meqc_jax.baselines import Policy
+from meqc_jax.env import MEQCEnv
+
+
+class Learner(abc.ABC):
+    """What `meqc_jax.loop.fit`, `meqc_jax.experiments` and `meqc_jax.cli` need of a learner."""
+
+    env: MEQCEnv  # the environment it trains on (its reward is the learner's reward)
+    epochs: int  # epochs a full training runs
+    num_envs: int  # environments per run (the second batch axis that `fit` shards)
+    state_batch_axes: Any  # pytree prefix of a runs-batched state: leading batch axes per part
+    metrics_type: type  # the metrics dataclass train_chunk returns (has a `nonfinite` field)
+
+    @abc.abstractmethod
+    def init(self, key, env_params=None):
+        """A fresh training state for one run (pure; `env_params` is one traced `EnvParams` or None)."""
+
+    @abc.abstractmethod
+    def train_chunk(self, state, num_epochs: int):
+        """Advance one run by `num_epochs` epochs (pure): (state, metrics with leaves [num_epochs])."""
+
+    @abc.abstractmethod
+    def init_batch(self, keys, env_params):
+        """`init` over a leading runs axis, compiled once per learner."""
+
+    @abc.abstractmethod
+    def train_chunk_batch(self, states, num_epochs: int):
+        """`train_chunk` over a leading runs axis, compiled once per learner and chunk length."""
+
+    @abc.abstractmethod
+    def epochs_done(self, states) -> int:
+        """Epochs completed by a runs-batched state (all runs advance together)."""
+
+    @abc.abstractmethod
+    def acting_params(self, states, run: int | None = None):
+        """The parameters the policy acts with: every run's (stacked) or one run's."""
+
+    @abc.abstractmethod
+    def policy(self, params, name: str) -> Policy:
+        """The trained agents acting deterministically with `params`, for `evaluate`."""
+
+    @abc.abstractmethod
+    def sweep_policy(self, stacked_params, name: str) -> Policy:
+        """Trained agents per sweep point (parameters stacked over points), for `evaluate(env_params=...)`."""
+
+    @abc.abstractmethod
+    def param_counts(self) -> dict:
+        """Trainable parameters: {"per_agent", "agents", "central_critic", "total"}."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict:
+        """A JSON-able description of the learner (its name, reward, critic, discount, ...)."""
+
+
+def metric_names(metrics) -> tuple[str, ...]:
+    """The field names of a metrics pytree (a dataclass), in order."""
+    return tuple(f.name for f in dataclasses.fields(metrics))
+
+
+def metrics_table(metrics) -> np.ndarray:
+    """A metrics pytree with leaves [..., epochs] as one array [..., epochs, len(fields)] (for CSVs)."""
+    return np.stack([np.asarray(getattr(metrics, n), dtype=np.float64) for n in metric_names(metrics)], axis=-1)
+
+
+__all__ = ["Learner", "metric_names", "metrics_table"]

@@ -1,0 +1,556 @@
+"""Hybrid discrete-continuous multi-agent PPO (paper Section IV, Eqs. 17-33), the whole loop in jit.
+
+Built like PureJaxRL's `make_train`: `make_train(system, ppo)` returns a `PPOLearner` whose call
+`learner(key)` is one pure function -- init, then a `lax.scan` over epochs, each a `lax.scan` over
+the epoch's slots (rollout, vmapped over environments and agents), GAE, and a `lax.scan` over
+update passes and minibatches. `jax.vmap(learner)(keys)` trains several seeds at once. For long
+runs `learner.train_chunk(state, n)` advances n epochs so the host can checkpoint between chunks
+(`meqc_jax.loop.fit`), and a resumed run is bit-identical to an uninterrupted one.
+
+Per agent (device) there are two actor-critics (`agents.HybridActorCritic`): the discrete one
+(server, critic V^D) and the continuous one (local fraction, critic V^C). Each part has its own
+clipped objective (Eqs. 27-33) with advantages from its own critic (GAE, Eq. 26, per critic);
+the losses add (`meqc_jax.learners.losses`). Two small strategies fix the rest:
+
+* agent stacking: `IndependentAgents` (the paper: every device trains its own parameters, stacked
+  on a leading agent axis and applied with `vmap`, each with its own Adam state and gradient
+  clipping) or `SharedAgents` (one network for all agents, a one-hot agent id appended to the
+  observation);
+* critic: `LocalCritics` (each agent's own value heads) or `CentralCritic` (one critic over all
+  agents' observations, training only; execution stays decentralized); `critic="auto"` uses
+  the central one exactly when the reward is the shared -C.
+
+The reward is the environment's (`env.Reward`, normalized by `env.local_cost_scale`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from meqc_jax.agents.distributions import deterministic_action, hybrid_entropy, hybrid_log_prob, sample_hybrid
+from meqc_jax.agents.networks import TORSOS, CentralCritic as CentralCriticNet, HybridActorCritic
+from meqc_jax.agents.vqc import BACKENDS as VQC_BACKENDS
+from meqc_jax.baselines import Policy
+from meqc_jax.config import FieldChecker, SystemConfig, dataclass_to_dict
+from meqc_jax.env import REWARDS, EnvState, MEQCEnv, Reward, local_cost_scale
+from meqc_jax.learners import losses
+from meqc_jax.learners.interface import Learner
+from meqc_jax.sharding import FAST_COMPILE, jit_options
+
+CRITICS = ("auto", "local", "central")
+HPARAM_SETS = ("project", "paper")
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """Learner hyperparameters (validated, hashable). See docs/learning.md for why these defaults.
+
+    `hparams="paper"` is the paper's set (discount 0.95, the shared reward -C); the project's
+    defaults (discount 0, each agent's own cost) learn much faster in the paper's model because its
+    slots are independent of past actions (`env.memoryless`), so returns beyond the current slot
+    are pure noise there. Scenarios with dynamics need a discount > 0.
+    `reward` names the env's reward (`env.REWARDS`) the learner trains on.
+    """
+
+    hparams: str = "project"
+    num_envs: int = 64
+    epochs: int = 250
+    gamma: float = 0.0
+    gae_lambda: float = 0.95
+    lr: float = 1e-3
+    update_epochs: int = 2
+    num_minibatches: int = 8
+    clip_eps: float = 0.2
+    vf_coef: float = 0.5
+    ent_coef: float = 0.003
+    max_grad_norm: float = 0.5
+    reward: str = "own"
+    critic: str = "auto"
+    shared_params: bool = False
+    torso: str = "mlp"
+    hidden: tuple[int, ...] = (256, 256)
+    vqc_backend: str = "jax"
+    init_log_std: float = -0.5
+
+    def __post_init__(self):
+        c = FieldChecker(self, "PPOConfig")
+        c.choice("hparams", HPARAM_SETS)
+        c.choice("reward", REWARDS)
+        c.choice("critic", CRITICS)
+        c.choice("torso", TORSOS)
+        c.choice("vqc_backend", VQC_BACKENDS)
+        c.choice("shared_params", (False, True))
+        c.integer("num_envs", 1, 2**20)
+        c.integer("epochs", 1, 10**6)
+        c.integer("update_epochs", 1, 1000)
+        c.integer("num_minibatches", 1, 2**20)
+        c.real("gamma", 0.0, 1.0, lo_open=False)
+        c.real("gae_lambda", 0.0, 1.0, lo_open=False)
+        c.real("lr", 0.0, 1.0)
+        c.real("clip_eps", 0.0, 1.0)
+        c.real("vf_coef", 0.0, 100.0, lo_open=False)
+        c.real("ent_coef", 0.0, 10.0, lo_open=False)
+        c.real("max_grad_norm", 0.0, 1e6)
+        c.real("init_log_std", -10.0, 2.0, lo_open=False)
+        c.values("hidden", 1, 65536, integral=True, lo_open=False)
+
+    @classmethod
+    def preset(cls, hparams: str = "project", **overrides) -> PPOConfig:
+        """The named hyperparameter set, with overrides. `paper`: discount 0.95, shared reward."""
+        if hparams == "paper":
+            base = dict(gamma=0.95, reward="shared", critic="local")
+        elif hparams == "project":
+            base = {}
+        else:
+            raise ValueError(f"PPOConfig.hparams={hparams!r} is invalid: allowed one of " + ", ".join(HPARAM_SETS))
+        return cls(hparams=hparams, **{**base, **overrides})
+
+    @property
+    def central_critic(self) -> bool:
+        """Whether values come from the centralized critic. `auto`: exactly for the shared reward,
+        whose return depends on every agent's state; an agent's own cost depends (QPU arbitration
+        aside) only on its own observation, which its local critic already sees."""
+        return self.critic == "central" or (self.critic == "auto" and self.reward == "shared")
+
+    def to_dict(self) -> dict:
+        return dataclass_to_dict(self)
+
+
+# ---------------------------------------------------------------------------- typed data
+@struct.dataclass
+class TrainState:
+    """Everything a training run carries between epochs (a pytree; checkpointable)."""
+
+    params: dict
+    opt_state: tuple
+    env_state: EnvState
+    obs: jnp.ndarray  # [N, U, D]
+    key: jnp.ndarray  # raw uint32 key data (kept raw so checkpoints need no key support)
+    epoch: jnp.ndarray  # [] int32, epochs completed
+    critic: dict  # centralized critic {"params", "opt_state"}; {} with local critics
+
+
+# How many leading batch axes each part of a runs-batched TrainState has, for `sharding.place`:
+# env_state and obs carry [runs, envs, ...]; everything else [runs, ...].
+STATE_BATCH_AXES = TrainState(params=1, opt_state=1, env_state=2, obs=2, key=1, epoch=1, critic=1)
+
+
+@struct.dataclass
+class Transition:
+    """One slot of a rollout, every environment and agent: [N, U, ...]."""
+
+    obs: jnp.ndarray  # [N, U, D]
+    server: jnp.ndarray  # [N, U]
+    x: jnp.ndarray  # [N, U] pre-clip continuous sample
+    logp_d: jnp.ndarray
+    logp_c: jnp.ndarray
+    value_d: jnp.ndarray
+    value_c: jnp.ndarray
+    reward: jnp.ndarray  # [N, U], the env's (normalized) reward
+    done: jnp.ndarray  # [N]
+
+
+@struct.dataclass
+class Batch:
+    """The update's data, [T, N, U, ...] (or a minibatch of it): network inputs, the actions taken,
+    their log-probabilities, and per-critic advantages and value targets (Eq. 26)."""
+
+    obs: jnp.ndarray  # network inputs (with the agent id when parameters are shared)
+    server: jnp.ndarray
+    x: jnp.ndarray
+    logp_d: jnp.ndarray
+    logp_c: jnp.ndarray
+    adv_d: jnp.ndarray
+    adv_c: jnp.ndarray
+    target_d: jnp.ndarray
+    target_c: jnp.ndarray
+
+
+def _pack(terms) -> jnp.ndarray:
+    """A dataclass of scalars (or equal-shape arrays) as one array [..., fields]: means over agents and
+    minibatches are then taken over one stacked array, in the same order as the fields."""
+    return jnp.stack([getattr(terms, f.name) for f in dataclasses.fields(terms)], axis=-1)
+
+
+def _unpack(cls, vec):
+    return cls(*(vec[..., i] for i in range(len(dataclasses.fields(cls)))))
+
+
+@struct.dataclass
+class LossTerms:
+    """The loss terms of one update step (Eqs. 27-33), means over the minibatch."""
+
+    entropy_d: jnp.ndarray
+    entropy_c: jnp.ndarray
+    loss_pg_d: jnp.ndarray
+    loss_pg_c: jnp.ndarray
+    loss_v_d: jnp.ndarray
+    loss_v_c: jnp.ndarray
+    approx_kl_d: jnp.ndarray
+    approx_kl_c: jnp.ndarray
+
+
+@struct.dataclass
+class RolloutStats:
+    """Means over an epoch's slots, environments and users of the priced slots (Eq. 12)."""
+
+    cost: jnp.ndarray  # system cost C per slot
+    latency: jnp.ndarray  # per-user latency, s
+    energy: jnp.ndarray  # per-user energy, J
+    quantum_share: jnp.ndarray  # users served by a QPU
+
+
+@struct.dataclass
+class Metrics(LossTerms, RolloutStats):
+    """What one epoch reports: the RolloutStats fields, then the LossTerms fields, then `nonfinite`
+    (leaves [] per epoch, [epochs] from a chunk, [runs, epochs] batched)."""
+
+    nonfinite: jnp.ndarray  # 1.0 if NaN or inf appeared in the losses or parameters this epoch
+
+    @classmethod
+    def of(cls, stats: RolloutStats, terms: LossTerms, nonfinite) -> Metrics:
+        return cls(**vars(stats), **vars(terms), nonfinite=nonfinite)
+
+
+METRIC_NAMES = tuple(f.name for f in dataclasses.fields(Metrics))
+
+
+# ---------------------------------------------------------------------------- strategy 1: agent stacking
+class IndependentAgents:
+    """Every agent its own network parameters (the paper), stacked on a leading agent axis and applied
+    with `vmap`; each agent has its own Adam state and gradient clipping."""
+
+    extra_inputs = 0
+
+    def __init__(self, net, tx, num_agents: int):
+        self.net, self.tx, self.U = net, tx, num_agents
+
+    def inputs(self, obs):
+        return obs
+
+    def init(self, key, dummy):
+        return jax.vmap(self.net.init, in_axes=(0, None))(jax.random.split(key, self.U), dummy)
+
+    def apply(self, params, x):
+        """x [B, U, D] -> outputs [B, U, ...]."""
+        return jax.vmap(self.net.apply, in_axes=(0, 1), out_axes=1)(params, x)
+
+    def opt_init(self, params):
+        return jax.vmap(self.tx.init)(params)
+
+    def gradients(self, grad_fn, params, mb: Batch):
+        """Each agent's gradient on its own slice of the minibatch; loss terms averaged over agents."""
+        per_agent = jax.tree.map(lambda a: jnp.moveaxis(a, 1, 0), mb)  # [U, mb, ...]
+        (_, aux), grads = jax.vmap(grad_fn)(params, per_agent)
+        return aux.mean(axis=0), grads
+
+    def opt_update(self, grads, opt_state, params):
+        return jax.vmap(self.tx.update)(grads, opt_state, params)
+
+
+class SharedAgents(IndependentAgents):
+    """One network for all agents, a one-hot agent id appended to each observation; one Adam state."""
+
+    def __init__(self, net, tx, num_agents: int):
+        super().__init__(net, tx, num_agents)
+        self.extra_inputs = num_agents
+
+    def inputs(self, obs):
+        ids = jnp.broadcast_to(jnp.eye(self.U), obs.shape[:-1] + (self.U,))
+        return jnp.concatenate([obs, ids], axis=-1)
+
+    def init(self, key, dummy):
+        return self.net.init(key, dummy)
+
+    def apply(self, params, x):
+        return self.net.apply(params, x)
+
+    def opt_init(self, params):
+        return self.tx.init(params)
+
+    def gradients(self, grad_fn, params, mb: Batch):
+        """One gradient over every agent's data at once."""
+        merged = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), mb)
+        (_, aux), grads = grad_fn(params, merged)
+        return aux, grads
+
+    def opt_update(self, grads, opt_state, params):
+        return self.tx.update(grads, opt_state, params)
+
+
+# ---------------------------------------------------------------------------- strategy 2: the critic
+class LocalCritics:
+    """Each agent's own value heads V^D, V^C (in its actor-critic), trained with its policy loss."""
+
+    def init(self, key, num_agents: int, input_dim: int) -> dict:
+        return {}
+
+    def with_values(self, critic: dict, out, x):
+        return out
+
+    def agent_value_losses(self, out, mb: Batch):
+        return losses.value_loss(out.value_d, mb.target_d), losses.value_loss(out.value_c, mb.target_c)
+
+    def update(self, critic: dict, mb: Batch, terms_vec):
+        return critic, terms_vec  # the value heads were trained with the agents' loss
+
+
+class CentralCritic:
+    """One critic over all agents' observations (CTDE, as in MAPPO) giving every agent's V^D and V^C;
+    the agents' own value heads are then unused and get no loss."""
+
+    def __init__(self, net, tx, vf_coef: float):
+        self.net, self.tx, self.vf_coef = net, tx, vf_coef
+
+    def init(self, key, num_agents: int, input_dim: int) -> dict:
+        cp = self.net.init(key, jnp.zeros((1, num_agents, input_dim)))
+        return {"params": cp, "opt_state": self.tx.init(cp)}
+
+    def with_values(self, critic: dict, out, x):
+        v = self.net.apply(critic["params"], x)  # [..., U, 2]
+        return out.replace(value_d=v[..., 0], value_c=v[..., 1])
+
+    def agent_value_losses(self, out, mb: Batch):
+        return jnp.zeros(()), jnp.zeros(())
+
+    def loss(self, critic_params, mb: Batch):
+        """The critic's value loss over a minibatch of global states [mb, U, D], per-critic GAE targets."""
+        v = self.net.apply(critic_params, mb.obs)
+        per_head = losses.value_loss_per_head(v, jnp.stack([mb.target_d, mb.target_c], axis=-1))  # [2]: V^D, V^C
+        return self.vf_coef * per_head.sum(), per_head
+
+    def update(self, critic: dict, mb: Batch, terms_vec):
+        """One Adam step of the critic on a minibatch; its value losses replace the agents' in the terms."""
+        (_, v_losses), grads = jax.value_and_grad(self.loss, has_aux=True)(critic["params"], mb)
+        updates, opt_state = self.tx.update(grads, critic["opt_state"], critic["params"])
+        critic = {"params": optax.apply_updates(critic["params"], updates), "opt_state": opt_state}
+        terms = _unpack(LossTerms, terms_vec).replace(loss_v_d=v_losses[0], loss_v_c=v_losses[1])
+        return critic, _pack(terms)
+
+
+# ---------------------------------------------------------------------------- the learner
+class PPOLearner(Learner):
+    """`make_train`'s result: `learner(key)` trains from scratch in one jitted function; the `Learner`
+    interface (init / train_chunk / policy) serves the host loop."""
+
+    name = "ppo"
+    metrics_type = Metrics
+
+    def __init__(self, system: SystemConfig, ppo: PPOConfig, scale: float | None = None,
+                 compiler_options: tuple[tuple[str, object], ...] | None = None):
+        """`scale` overrides the reward's normalization (default `env.local_cost_scale`);
+        `compiler_options` (XLA options as (name, value) pairs) apply to the batched training
+        program; `FAST_COMPILE` trades run time for compile time (short runs, tests)."""
+        self.system, self.ppo = system, ppo
+        self.scale = local_cost_scale(system) if scale is None else float(scale)
+        self.env = MEQCEnv(system, reward=Reward.normalized(ppo.reward, system, self.scale))
+        self.U, self.E = system.num_users, system.num_servers
+        self.T = system.slots_per_episode  # an epoch is one episode (paper: 500 slots)
+        self.epochs, self.num_envs = ppo.epochs, ppo.num_envs
+        self.state_batch_axes = STATE_BATCH_AXES
+        self.batch = self.T * ppo.num_envs
+        if self.batch % ppo.num_minibatches:
+            raise ValueError(f"PPOConfig.num_minibatches={ppo.num_minibatches} is invalid: allowed a divisor of "
+                             f"slots_per_episode x num_envs = {self.batch}")
+        self.net = HybridActorCritic(num_servers=self.E, torso=ppo.torso, hidden=ppo.hidden,
+                                     init_log_std=ppo.init_log_std, vqc_backend=ppo.vqc_backend)
+        self.tx = optax.chain(optax.clip_by_global_norm(ppo.max_grad_norm), optax.adam(ppo.lr, eps=1e-5))
+        self.agents = (SharedAgents if ppo.shared_params else IndependentAgents)(self.net, self.tx, self.U)
+        self.critic = (CentralCritic(CentralCriticNet(num_agents=self.U, hidden=ppo.hidden), self.tx, ppo.vf_coef)
+                       if ppo.central_critic else LocalCritics())
+        self.obs_dim = self.env.obs_dim + self.agents.extra_inputs  # the networks' input width
+        # batched over runs (seeds, sweep points): used by `fit`, compiled once per learner and chunk
+        self.init_program = jax.jit(jax.vmap(self.init), compiler_options=dict(FAST_COMPILE))  # runs once
+        self.chunk_program = jax.jit(self._train_chunk_batch, static_argnums=1,
+                                     compiler_options=jit_options(compiler_options))
+
+    # ------------------------------------------------------------------ networks over agents
+    def apply(self, params, obs, critic: dict | None = None):
+        """Outputs for every agent; obs [..., U, D] with any leading axes -> fields [..., U, ...].
+        With `critic` (a central critic's state) its values replace the agents' value heads."""
+        x = self.agents.inputs(obs)
+        lead = x.shape[:-2]
+        out = self.agents.apply(params, x.reshape((-1, self.U, x.shape[-1])))
+        out = jax.tree.map(lambda a: a.reshape(lead + a.shape[1:]), out)
+        return self.critic.with_values(critic, out, x) if critic else out
+
+    def init_params(self, key):
+        """Network parameters: stacked over agents (independent) or one set (shared)."""
+        return self.agents.init(key, jnp.zeros((1, self.obs_dim)))
+
+    # ------------------------------------------------------------------ one epoch
+    def init(self, key, env_params=None) -> TrainState:
+        """Fresh parameters, Adam states and `num_envs` reset environments; epoch 0.
+        `env_params` (one `EnvParams`, traced) trains on a swept configuration without recompiling."""
+        k_params, k_env, k_run, k_critic = jax.random.split(key, 4)
+        params = self.init_params(k_params)
+        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(
+            jax.random.split(k_env, self.ppo.num_envs), env_params)
+        return TrainState(params=params, opt_state=self.agents.opt_init(params), env_state=env_state, obs=obs,
+                          key=jax.random.key_data(k_run), epoch=jnp.int32(0),
+                          critic=self.critic.init(k_critic, self.U, self.obs_dim))
+
+    def rollout(self, params, env_state, obs, key, critic: dict | None = None):
+        """One epoch of slots (a `lax.scan`): sample hybrid actions (Eqs. 17-20), step all envs, record
+        transitions with the env's rewards; returns (env state, obs, trajectory [T, ...], RolloutStats)."""
+        N = self.ppo.num_envs
+
+        def slot(carry, k):
+            env_state, obs = carry
+            k_act, k_env = jax.random.split(k)
+            out = self.apply(params, obs, critic)
+            server, x = sample_hybrid(k_act, out)
+            logp_d, logp_c = hybrid_log_prob(out, server, x)
+            obs2, env_state2, reward, done, info = jax.vmap(self.env.step)(
+                jax.random.split(k_env, N), env_state, (server, jnp.clip(x, 0.0, 1.0)))
+            c = info["cost"]
+            tr = Transition(obs=obs, server=server, x=x, logp_d=logp_d, logp_c=logp_c, value_d=out.value_d,
+                            value_c=out.value_c, reward=reward, done=done)
+            stats = RolloutStats(cost=jnp.mean(c.total), latency=jnp.mean(c.latency), energy=jnp.mean(c.energy),
+                                 quantum_share=jnp.mean(c.quantum.astype(float)))
+            return (env_state2, obs2), (tr, _pack(stats))
+
+        (env_state, obs), (traj, stats) = jax.lax.scan(slot, (env_state, obs), jax.random.split(key, self.T))
+        return env_state, obs, traj, _unpack(RolloutStats, jnp.mean(stats, axis=0))
+
+    def make_batch(self, traj: Transition, last) -> Batch:
+        """Per-critic GAE (Eq. 26) of a trajectory given the outputs `last` after its final slot."""
+        g, lam = self.ppo.gamma, self.ppo.gae_lambda
+        adv_d, target_d = losses.gae(traj.value_d, last.value_d, traj.reward, traj.done, g, lam)
+        adv_c, target_c = losses.gae(traj.value_c, last.value_c, traj.reward, traj.done, g, lam)
+        return Batch(obs=self.agents.inputs(traj.obs), server=traj.server, x=traj.x, logp_d=traj.logp_d,
+                     logp_c=traj.logp_c, adv_d=adv_d, adv_c=adv_c, target_d=target_d, target_c=target_c)
+
+    def agent_loss(self, params, mb: Batch):
+        """Eqs. 27-33 for one agent's minibatch (with shared parameters: all agents' data at once).
+        Returns (loss, packed LossTerms)."""
+        ppo = self.ppo
+        out = self.net.apply(params, mb.obs)
+        logp_d, logp_c = hybrid_log_prob(out, mb.server, mb.x)
+        ent_d, ent_c = hybrid_entropy(out)
+        pg_d, kl_d = losses.clipped_surrogate(logp_d, mb.logp_d, mb.adv_d, ppo.clip_eps)
+        pg_c, kl_c = losses.clipped_surrogate(logp_c, mb.logp_c, mb.adv_c, ppo.clip_eps)
+        v_d, v_c = self.critic.agent_value_losses(out, mb)
+        loss = pg_d + pg_c + ppo.vf_coef * (v_d + v_c) - ppo.ent_coef * (ent_d.mean() + ent_c.mean())
+        terms = LossTerms(entropy_d=ent_d.mean(), entropy_c=ent_c.mean(), loss_pg_d=pg_d, loss_pg_c=pg_c,
+                          loss_v_d=v_d, loss_v_c=v_c, approx_kl_d=kl_d, approx_kl_c=kl_c)
+        return loss, _pack(terms)
+
+    def update(self, params, opt_state, data: Batch, key, critic: dict | None = None):
+        """`update_epochs` passes over the epoch's data in `num_minibatches` shuffled minibatches.
+        Returns (params, opt_state, critic, LossTerms averaged over the passes)."""
+        ppo = self.ppo
+        B = self.batch
+        flat = jax.tree.map(lambda a: a.reshape((B,) + a.shape[2:]), data)  # [B, U, ...]
+        mb_size = B // ppo.num_minibatches
+        grad_fn = jax.value_and_grad(self.agent_loss, has_aux=True)
+        critic = critic or {}
+
+        def minibatch(carry, idx):
+            params, opt_state, critic = carry
+            mb = jax.tree.map(lambda a: a[idx], flat)  # [mb, U, ...]
+            aux, grads = self.agents.gradients(grad_fn, params, mb)
+            updates, opt_state = self.agents.opt_update(grads, opt_state, params)
+            if critic:
+                critic, aux = self.critic.update(critic, mb, aux)
+            return (optax.apply_updates(params, updates), opt_state, critic), aux
+
+        def one_pass(carry, k):
+            perm = jax.random.permutation(k, B).reshape(ppo.num_minibatches, mb_size)
+            return jax.lax.scan(minibatch, carry, perm)
+
+        (params, opt_state, critic), aux = jax.lax.scan(one_pass, (params, opt_state, critic),
+                                                        jax.random.split(key, ppo.update_epochs))
+        return params, opt_state, critic, _unpack(LossTerms, aux.reshape(-1, aux.shape[-1]).mean(axis=0))
+
+    def epoch(self, state: TrainState, _=None):
+        """Rollout, per-critic GAE (Eq. 26) and the clipped updates (Eqs. 27-33) for one epoch."""
+        key = jax.random.wrap_key_data(state.key)
+        key, k_roll, k_upd = jax.random.split(key, 3)
+        env_state, obs, traj, stats = self.rollout(state.params, state.env_state, state.obs, k_roll, state.critic)
+        last = self.apply(state.params, obs, state.critic)
+        data = self.make_batch(traj, last)
+        params, opt_state, critic, terms = self.update(state.params, state.opt_state, data, k_upd, state.critic)
+        finite = jnp.all(jnp.isfinite(_pack(terms))) & jnp.all(
+            jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves((params, critic))]))
+        new = TrainState(params=params, opt_state=opt_state, env_state=env_state, obs=obs,
+                         key=jax.random.key_data(key), epoch=state.epoch + 1, critic=critic)
+        return new, Metrics.of(stats, terms, (~finite).astype(float))
+
+    def train_chunk(self, state: TrainState, num_epochs: int):
+        """Advance `num_epochs` epochs: (state, Metrics with leaves [num_epochs])."""
+        return jax.lax.scan(self.epoch, state, None, length=num_epochs)
+
+    def _train_chunk_batch(self, states: TrainState, num_epochs: int):
+        return jax.vmap(lambda s: self.train_chunk(s, num_epochs))(states)
+
+    def __call__(self, key, env_params=None):
+        """Train from scratch for `ppo.epochs` epochs: (final state, Metrics per epoch). Pure; vmappable
+        (over keys, and over `env_params` of a sweep)."""
+        return self.train_chunk(self.init(key, env_params), self.ppo.epochs)
+
+    # ------------------------------------------------------------------ the Learner interface, rest
+    def init_batch(self, keys, env_params):
+        return self.init_program(keys, env_params)
+
+    def train_chunk_batch(self, states: TrainState, num_epochs: int):
+        return self.chunk_program(states, num_epochs)
+
+    def epochs_done(self, states: TrainState) -> int:
+        return int(np.asarray(states.epoch).reshape(-1)[0])
+
+    def acting_params(self, states: TrainState, run: int | None = None):
+        return states.params if run is None else jax.tree.map(lambda a: a[run], states.params)
+
+    def param_counts(self) -> dict:
+        """Trainable parameters: per agent (both actor-critics), all agents, and the central critic."""
+        size = lambda tree: int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))  # noqa: E731
+        shapes = jax.eval_shape(self.init, jax.random.key(0))
+        agents = size(shapes.params)
+        per_agent = agents if self.ppo.shared_params else agents // self.U
+        critic = size(shapes.critic.get("params", {}))
+        return {"per_agent": per_agent, "agents": agents, "central_critic": critic, "total": agents + critic}
+
+    def describe(self) -> dict:
+        return {"learner": self.name, "torso": self.ppo.torso, "hparams": self.ppo.hparams,
+                "reward": self.env.reward.kind, "reward_scale": self.scale,
+                "critic": "central" if self.ppo.central_critic else "local", "gamma": self.ppo.gamma,
+                "shared_params": self.ppo.shared_params}
+
+    # ------------------------------------------------------------------ acting after training
+    def act(self, params, key, env_state, obs):
+        """The trained agents' deterministic action (argmax server, phi = clip(mean)) for one instance."""
+        return deterministic_action(self.apply(params, obs))
+
+    def policy(self, params, name: str = "mlp") -> Policy:
+        """The trained agents acting deterministically with `params`, for `evaluate`."""
+        return Policy(name, functools.partial(self.act, params))
+
+    def sweep_policy(self, stacked_params, name: str = "mlp") -> Policy:
+        """Trained agents per sweep point (parameters stacked over points), for `evaluate(env_params=...)`.
+        The acting function is the same object for every call, so evaluations reuse their compile."""
+        return Policy(name, None, params=stacked_params, act_with=self.act)
+
+
+def make_train(system: SystemConfig, ppo: PPOConfig | None = None, scale: float | None = None,
+               compiler_options: tuple[tuple[str, object], ...] | None = None) -> PPOLearner:
+    """PureJaxRL-style entry point: `make_train(system, ppo)(key)` runs a whole training in one jit.
+    Learners are cached by their (frozen) configurations, so repeated calls share compiled programs."""
+    return _cached_learner(system, PPOConfig() if ppo is None else ppo, scale, compiler_options)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_learner(system, ppo, scale, compiler_options) -> PPOLearner:
+    return PPOLearner(system, ppo, scale, compiler_options)
+
+
+def seed_params(state: TrainState, i: int):
+    """The parameters of the i-th seed of a batched TrainState."""
+    return jax.tree.map(lambda a: a[i], state.params)

@@ -1,0 +1,119 @@
+"""The host loop for any learner: chunks of epochs in one jitted call, orbax checkpoints, a progress
+bar and a NaN stop. It talks to the learner only through `meqc_jax.learners.Learner`.
+
+    learner = make_train(system, PPOConfig(epochs=250))
+    states, metrics = fit(learner, seeds=[0, 1, 2], chunk=10, ckpt_dir="runs/x/checkpoints")
+    metrics.cost            # [seeds, epochs], one named field per metric
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from meqc_jax import sharding
+from meqc_jax.env import MEQCEnv
+from meqc_jax.io import atomic_write_bytes
+from meqc_jax.learners.interface import Learner, metric_names
+from meqc_jax.progress import ProgressBar
+
+METRICS_FILE = "metrics.npz"  # per checkpoint: every metric so far, by name, [runs, epochs]
+
+
+def checkpoints(ckpt_dir: str | None) -> list[str]:
+    """Complete checkpoints (state and metrics written) in `ckpt_dir`, oldest first."""
+    if not ckpt_dir or not os.path.isdir(ckpt_dir):
+        return []
+    return sorted(d for d in os.listdir(ckpt_dir) if d.startswith("epoch_") and not d.endswith(".tmp")
+                  and os.path.exists(os.path.join(ckpt_dir, d, METRICS_FILE)))
+
+
+def _concat(history: list):
+    return jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *history)
+
+
+def _save_metrics(path: str, metrics) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **{n: np.asarray(getattr(metrics, n)) for n in metric_names(metrics)})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_metrics(path: str, cls):
+    with np.load(path) as f:
+        return cls(**{n: f[n] for n in f.files})
+
+
+def fit(learner: Learner, seeds, chunk: int = 10, ckpt_dir: str | None = None, resume: bool = True,
+        progress: bool = False, on_chunk=None, env_params=None, devices=None):
+    """Train one run per seed for `learner.epochs` epochs in chunks of `chunk` epochs.
+
+    Seeds are vmapped inside one jitted call (one compile, all seeds at once). Between chunks the
+    host checks for NaN/inf (a `FloatingPointError` names the first bad epoch and seed), updates
+    the progress bar and, with `ckpt_dir`, writes an orbax checkpoint of the full training state plus
+    the metrics so far (`epoch_000010/`, ...). With `resume`, the newest checkpoint is loaded and
+    training continues from it, bit-identically to an uninterrupted run.
+    With `env_params` (EnvParams stacked over the runs, one per seed entry) each run trains on its
+    own swept configuration, still in one compiled program (seeds may repeat across points).
+    Devices: the runs axis and each run's environment axis are split over `devices` (default: all
+    visible devices; see `meqc_jax.sharding`), one program partitioned by `jax.jit`; a single
+    device runs it unchanged. Pass `devices=jax.devices()[:1]` to keep everything on one device.
+    `on_chunk(epochs_done, metrics so far, seconds)` is called after every chunk.
+    Returns (final state batched over seeds, the learner's metrics with leaves [seeds, epochs]).
+    """
+    import orbax.checkpoint as ocp
+
+    epochs = learner.epochs
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"fit: chunk={chunk!r} is invalid: allowed an integer >= 1")
+    seeds = [int(s) for s in seeds]
+    keys = jnp.stack([jax.random.key(s) for s in seeds])
+    if env_params is None:
+        env_params = MEQCEnv.stack_params([learner.env.default_params()] * len(seeds))
+    elif int(jax.tree.leaves(env_params)[0].shape[0]) != len(seeds):
+        raise ValueError(f"fit: env_params has {jax.tree.leaves(env_params)[0].shape[0]} entries, seeds {len(seeds)}")
+    mesh = sharding.batch_mesh(("runs", "envs"), (len(seeds), learner.num_envs), devices)
+    keys, env_params = sharding.place((keys, env_params), mesh)
+    state = sharding.place(learner.init_batch(keys, env_params), mesh, learner.state_batch_axes)
+    history: list = []
+    done = 0
+    ckpt = ocp.StandardCheckpointer() if ckpt_dir else None
+    if ckpt is not None and resume and checkpoints(ckpt_dir):
+        latest = os.path.join(os.path.abspath(ckpt_dir), checkpoints(ckpt_dir)[-1])
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)  # keeps each leaf's sharding
+        state = ckpt.restore(os.path.join(latest, "state"), abstract)
+        history = [_load_metrics(os.path.join(latest, METRICS_FILE), learner.metrics_type)]
+        done = learner.epochs_done(state)
+
+    bar = ProgressBar(progress, epochs)
+    bar.advance(f"epoch {done}/{epochs}", steps=done)
+    t0 = time.perf_counter()
+    while done < epochs:
+        n = min(chunk, epochs - done)
+        state, m = learner.train_chunk_batch(state, n)
+        m = jax.tree.map(sharding.to_host, m)  # leaves [S, n]
+        bad = np.asarray(m.nonfinite) > 0
+        if bad.any():
+            s_idx, e_idx = np.argwhere(bad)[0]
+            bar.close()
+            raise FloatingPointError(f"training diverged at epoch {done + e_idx + 1} (seed {seeds[s_idx]}): "
+                                     "NaN or inf in the losses or parameters")
+        history.append(m)
+        done += n
+        if ckpt is not None:
+            path = os.path.join(os.path.abspath(ckpt_dir), f"epoch_{done:06d}")
+            ckpt.save(os.path.join(path, "state"), state, force=True)
+            ckpt.wait_until_finished()
+            _save_metrics(os.path.join(path, METRICS_FILE), _concat(history))  # last: marks it complete
+        bar.advance(f"epoch {done}/{epochs}", steps=n)
+        if on_chunk is not None:
+            on_chunk(done, _concat(history), time.perf_counter() - t0)
+    bar.close()
+    return state, _concat(history)
+
+
+__all__ = ["METRICS_FILE", "checkpoints", "fit"]
