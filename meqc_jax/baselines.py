@@ -28,8 +28,6 @@ from meqc_jax.cost import option_costs
 from meqc_jax.env import EnvState
 from meqc_jax.oracle import oracle_act, oracle_cost
 
-BASELINE_NAMES = ("local", "random_offloading", "random_partitioning", "greedy")
-POLICY_NAMES = BASELINE_NAMES + ("oracle",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,18 +130,32 @@ def _oracle(config: SystemConfig):
     return Policy("oracle", lambda key, env_state, obs: oracle_act(config, env_state), centralized=True, host=True)
 
 
-_FACTORIES = {
-    "local": _local,
-    "random_offloading": _random_offloading,
-    "random_partitioning": _random_partitioning,
-    "greedy": _greedy,
-    "oracle": _oracle,
+@dataclasses.dataclass(frozen=True)
+class PolicyEntry:
+    """A registered policy: its factory `(config) -> Policy`, a one-line description, and whether it
+    is a reference (an optimum) rather than a baseline to beat."""
+
+    factory: Callable
+    description: str
+    reference: bool = False
+
+
+# The policy registry: every name the CLI, the evaluation and the figures list comes from here.
+# A new baseline is one factory (here or in its own module) plus one line.
+POLICIES: dict[str, PolicyEntry] = {
+    "local": PolicyEntry(_local, "every task computed on its device (phi = 1)"),
+    "random_offloading": PolicyEntry(_random_offloading, "a uniformly random server, the whole task offloaded"),
+    "random_partitioning": PolicyEntry(_random_partitioning, "the best-channel server, phi ~ U[0, 1]"),
+    "greedy": PolicyEntry(_greedy, "users in index order each pick the option cheapest for the system so far"),
+    "oracle": PolicyEntry(_oracle, "the exact per-slot optimum of a central planner (HiGHS MIP)", reference=True),
 }
+POLICY_NAMES = tuple(POLICIES)
+BASELINE_NAMES = tuple(n for n, e in POLICIES.items() if not e.reference)
 
 
 def make_policy(name: str, config: SystemConfig) -> Policy:
     """The named baseline (or the oracle) for `config`; unknown names raise a one-line ValueError."""
-    if name not in _FACTORIES:
+    if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}: allowed {', '.join(POLICY_NAMES)}")
     return _cached_policy(name, config)
 
@@ -152,7 +164,7 @@ def make_policy(name: str, config: SystemConfig) -> Policy:
 def _cached_policy(name: str, config: SystemConfig) -> Policy:
     # One Policy object per (name, config): its `act` is then the same function every time, so
     # `evaluate` reuses the compiled program across calls.
-    return _FACTORIES[name](config)
+    return POLICIES[name].factory(config)
 
 
 def parse_policy_names(text: str) -> tuple[str, ...]:
@@ -160,11 +172,11 @@ def parse_policy_names(text: str) -> tuple[str, ...]:
     names = POLICY_NAMES if text.strip() == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
     if not names:
         raise ValueError(f"--policies is empty: give 'all' or a comma-separated subset of {', '.join(POLICY_NAMES)}")
-    bad = [n for n in names if n not in _FACTORIES]
+    bad = [n for n in names if n not in POLICIES]
     if bad:
         raise ValueError(f"--policies: unknown name(s) {', '.join(bad)}; allowed: all, {', '.join(POLICY_NAMES)}")
     return tuple(dict.fromkeys(names))
 
 
-__all__ = ["BASELINE_NAMES", "POLICY_NAMES", "Policy", "greedy_action", "make_policy", "oracle_cost",
-           "parse_policy_names"]
+__all__ = ["BASELINE_NAMES", "POLICIES", "POLICY_NAMES", "Policy", "PolicyEntry", "greedy_action", "make_policy",
+           "oracle_cost", "parse_policy_names"]

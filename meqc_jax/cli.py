@@ -1,7 +1,9 @@
-"""Command-line interface: `meqc reproduce | demo | evaluate | train`.
+"""Command-line interface: `meqc reproduce | demo | evaluate | train | scenarios`.
 
 Arguments are validated before anything is traced; a bad one prints a one-line error and exits
-with status 2, never a traceback.
+with status 2, never a traceback. Every list of choices (scenarios, policies, parts, presets,
+models, torsos, rewards, ...) is read from the module that owns it, so a new one appears in
+`--help` by itself.
 """
 
 from __future__ import annotations
@@ -10,8 +12,15 @@ import argparse
 import sys
 import time
 
-# Names only: importing meqc_jax.baselines here would import JAX before arguments are checked.
-POLICY_NAMES = ("local", "random_offloading", "random_partitioning", "greedy", "oracle")
+from meqc_jax import config as _config
+from meqc_jax.agents.networks import TORSOS
+from meqc_jax.agents.vqc import BACKENDS as VQC_BACKENDS
+from meqc_jax.baselines import BASELINE_NAMES, POLICIES, POLICY_NAMES
+from meqc_jax.env import REWARDS
+from meqc_jax.experiments import PARTS
+from meqc_jax.experiments.common import PAPER_EPOCHS
+from meqc_jax.learners.ppo import CRITICS, HPARAM_SETS
+from meqc_jax.scenarios import DEFAULT_SCENARIO, SCENARIOS
 
 
 def _positive_int(name: str, hi: int, lo: int = 1):
@@ -31,24 +40,35 @@ class CLIError(Exception):
     """A bad argument found after parsing; `main` prints it as one line and exits with 2."""
 
 
+def _add_scenario_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenario", choices=list(SCENARIOS), default=DEFAULT_SCENARIO,
+                   help=f"registered scenario to start from (default {DEFAULT_SCENARIO}; `meqc scenarios` lists them)")
+
+
+# (flag, SystemConfig field, argparse keywords): given flags override the scenario's values
+_SYSTEM_ARGS = (
+    ("--users", "num_users", dict(type=_positive_int("--users", 1000))),
+    ("--servers", "num_servers", dict(type=_positive_int("--servers", 1000))),
+    ("--preset", "preset", dict(choices=list(_config.WEIGHT_PRESETS))),
+    ("--energy-model", "energy_model", dict(choices=list(_config.ENERGY_MODELS))),
+    ("--latency-model", "latency_model", dict(choices=list(_config.LATENCY_MODELS))),
+    ("--arbitration", "arbitration", dict(choices=list(_config.ARBITRATIONS))),
+)
+
+
 def _add_system_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--users", type=_positive_int("--users", 1000), default=10)
-    p.add_argument("--servers", type=_positive_int("--servers", 1000), default=10)
-    p.add_argument("--preset", choices=["balanced", "delay", "energy"], default="balanced")
-    p.add_argument("--energy-model", choices=["paper", "power_time"], default="paper")
-    p.add_argument("--latency-model", choices=["sum", "parallel"], default="sum")
-    p.add_argument("--arbitration", choices=["arrival", "cheapest"], default="arrival")
+    _add_scenario_arg(p)
+    for flag, field, kw in _SYSTEM_ARGS:
+        p.add_argument(flag, default=None, help=f"SystemConfig.{field} (default: the scenario's)", **kw)
     p.add_argument("--seed", type=int, default=0)
 
 
-def _config_from_args(args):
-    from meqc_jax import SystemConfig
+def _config_from_args(args, **extra):
+    from meqc_jax.scenarios import scenario_config
 
+    given = {field: getattr(args, flag[2:].replace("-", "_")) for flag, field, _ in _SYSTEM_ARGS}
     try:
-        return SystemConfig(
-            num_users=args.users, num_servers=args.servers, preset=args.preset, energy_model=args.energy_model,
-            latency_model=args.latency_model, arbitration=args.arbitration,
-        )
+        return scenario_config(args.scenario, **{k: v for k, v in given.items() if v is not None}, **extra)
     except ValueError as e:
         raise CLIError(str(e)) from None
 
@@ -65,6 +85,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="with --distributed: number of processes (default: auto-detected)")
     p.add_argument("--process-id", type=_positive_int("--process-id", 10**6 - 1, lo=0), default=None, help="with --distributed: this process's id, 0-based")
     sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("scenarios", help="list the registered scenarios (name, what it holds, its overrides)")
     d = sub.add_parser("demo", help="build the env, run a few slots with a random policy, print the cost breakdown")
     _add_system_args(d)
     d.add_argument("--slots", type=_positive_int("--slots", 100_000), default=5)
@@ -73,7 +94,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="evaluate baselines and the oracle on the same slots; write summary.json and per_slot.csv")
     _add_system_args(ev)
-    ev.add_argument("--policies", default="all", help="'all' or a comma-separated subset of " + ", ".join(POLICY_NAMES))
+    ev.add_argument("--policies", default="all", help="'all' or a comma-separated subset of: " + "; ".join(
+        f"{n} ({e.description})" for n, e in POLICIES.items()))
     ev.add_argument("--slots", type=_positive_int("--slots", 10**8), default=10_000,
                     help="total slots evaluated (over all instances), default 10000")
     ev.add_argument("--envs", type=_positive_int("--envs", 10**6), default=100,
@@ -83,18 +105,19 @@ def _build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train the hybrid multi-agent PPO learner; write metrics, curve, checkpoints, summary")
     _add_system_args(tr)
-    tr.add_argument("--policy", choices=["mlp", "vqc"], default="mlp",
+    tr.add_argument("--policy", choices=list(TORSOS), default=TORSOS[0],
                     help="actor-critic torso: mlp (2 x 256) or vqc (64 -> 4-qubit circuit -> 64, paper IV-C)")
-    tr.add_argument("--vqc-backend", choices=["jax", "pennylane"], default="jax",
+    tr.add_argument("--vqc-backend", choices=list(VQC_BACKENDS), default=VQC_BACKENDS[0],
                     help="circuit simulator for --policy vqc (default jax: ~10x faster than the PennyLane QNode)")
     tr.add_argument("--epochs", type=_positive_int("--epochs", 10**6), default=None,
-                    help="epochs of 500 slots (paper: 250 for mlp, 125 for vqc)")
+                    help="epochs of --slots-per-epoch slots (paper: " + ", ".join(
+                        f"{e} for {t}" for t, e in PAPER_EPOCHS.items()) + ")")
     tr.add_argument("--seeds", type=_positive_int("--seeds", 1000), default=1, help="independent runs (seeds seed..seed+S-1)")
     tr.add_argument("--envs", type=_positive_int("--envs", 2**20), default=None, help="parallel environments (default 64)")
-    tr.add_argument("--hparams", choices=["project", "paper"], default="project",
+    tr.add_argument("--hparams", choices=list(HPARAM_SETS), default=HPARAM_SETS[0],
                     help="'paper': discount 0.95 and the shared reward; 'project' (default): measured best")
-    tr.add_argument("--reward", choices=["own", "shared"], default=None, help="override the hparams' reward")
-    tr.add_argument("--critic", choices=["auto", "local", "central"], default=None,
+    tr.add_argument("--reward", choices=list(REWARDS), default=None, help="override the hparams' reward")
+    tr.add_argument("--critic", choices=list(CRITICS), default=None,
                     help="value functions: per-agent heads (local) or one centralized critic over all agents' "
                          "observations (central); 'auto' (project default): central exactly for the shared reward")
     tr.add_argument("--slots-per-epoch", type=_positive_int("--slots-per-epoch", 10**6), default=500)
@@ -108,13 +131,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("reproduce", help="reproduce the paper's Figs. 4-9 (+ Fig. 10, the QPU map): PNG + CSV "
                                           "per figure and report.md")
+    _add_scenario_arg(rp)
     rp.add_argument("--quick", action="store_true", help="small settings: every figure in a few minutes on a CPU")
     rp.add_argument("--seeds", type=_positive_int("--seeds", 100), default=None,
                     help="seeds per run (default 3; --quick: 1)")
     rp.add_argument("--epochs", type=_positive_int("--epochs", 10**5), default=None,
-                    help="override the epochs of every training (default: paper's 250 MLP / 125 VQC; --quick: 12)")
-    rp.add_argument("--only", default=None, help="comma-separated subset of the parts: " + ", ".join(
-        ("fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10")))
+                    help="override the epochs of every training (default: the paper's " + ", ".join(
+                        f"{e} {t}" for t, e in PAPER_EPOCHS.items()) + "; --quick: fewer)")
+    rp.add_argument("--only", default=None, help="comma-separated subset of the parts: " + ", ".join(PARTS))
     rp.add_argument("--out", default=None, help="output folder (default runs/reproduce, or runs/reproduce-quick)")
     rp.add_argument("--force", action="store_true", help="redo parts already finished in --out")
     rp.add_argument("--no-progress", action="store_true")
@@ -190,7 +214,8 @@ def evaluate_cmd(args) -> int:
     steps = math.ceil(args.slots / envs)
     out = args.out or os.path.join("runs", time.strftime("evaluate-%Y%m%d-%H%M%S"))
     console = Console(width=None if sys.stdout.isatty() else 120)
-    console.print(f"evaluating {', '.join(names)} on U={args.users}, E={args.servers}, preset={args.preset}: "
+    console.print(f"evaluating {', '.join(names)} on {args.scenario}, U={config.num_users}, E={config.num_servers}, "
+                  f"preset={config.preset}: "
                   f"{envs} instances x {steps} slots = {envs * steps} slots, seed {args.seed}")
     t0 = time.perf_counter()
     res = evaluate(config, names, num_envs=envs, num_slots=steps, seed=args.seed, progress=not args.no_progress)
@@ -210,7 +235,7 @@ def evaluate_cmd(args) -> int:
     atomic_write_json(os.path.join(out, "summary.json"), {
         "config": config.to_dict(), "num_envs": envs, "slots_per_env": steps, "seed": args.seed,
         "policies": names, "summary": res.summary, "wall_s": {"total": wall, **res.wall_s},
-        "placement": res.placement,
+        "placement": res.placement, "scenario": args.scenario, "transitions": res.transitions,
     })
     rows = []
     for name in names:
@@ -233,15 +258,16 @@ def train_cmd(args) -> int:
     import numpy as np
     from rich.console import Console
 
-    from meqc_jax.baselines import POLICY_NAMES as ALL
     from meqc_jax.evaluate import evaluate
     from meqc_jax.experiments import device_description
     from meqc_jax.io import atomic_write_csv, atomic_write_json
+    from meqc_jax.learners import make_learner, metric_names, metrics_table
+    from meqc_jax.learners.ppo import PPOConfig
+    from meqc_jax.loop import fit
     from meqc_jax.plots import plot_learning_curve
-    from meqc_jax.ppo import METRIC_NAMES, PPOConfig, fit, make_train, seed_params
 
-    config = _config_from_args(args).replace(slots_per_episode=args.slots_per_epoch)
-    epochs = args.epochs if args.epochs is not None else (125 if args.policy == "vqc" else 250)
+    config = _config_from_args(args, slots_per_episode=args.slots_per_epoch)
+    epochs = args.epochs if args.epochs is not None else PAPER_EPOCHS[args.policy]
     overrides = {"epochs": epochs, "torso": args.policy, "vqc_backend": args.vqc_backend}
     for name, value in (("num_envs", args.envs), ("reward", args.reward), ("critic", args.critic),
                         ("num_minibatches", args.minibatches)):
@@ -249,30 +275,31 @@ def train_cmd(args) -> int:
             overrides[name] = value
     try:
         ppo = PPOConfig.preset(args.hparams, **overrides)
-        trainer = make_train(config, ppo)
+        learner = make_learner("ppo", config, ppo)
     except ValueError as e:
         raise CLIError(str(e)) from None
     out = args.out or os.path.join("runs", time.strftime("train-%Y%m%d-%H%M%S"))
     seeds = list(range(args.seed, args.seed + args.seeds))
     console = Console(width=None if sys.stdout.isatty() else 120)
-    params = trainer.param_counts()
+    params = learner.param_counts()
+    about = learner.describe()
     atomic_write_json(os.path.join(out, "config.json"), {"system": config.to_dict(), "ppo": ppo.to_dict(),
-                                                          "seeds": seeds, "reward_scale": trainer.scale,
-                                                          "param_counts": params})
-    critic = "central" if ppo.central_critic else "local"
-    console.print(f"training {args.policy} PPO ({args.hparams} hparams, reward {ppo.reward}, {critic} critic, "
-                  f"discount {ppo.gamma}) "
-                  f"on U={config.num_users}, E={config.num_servers}, preset={config.preset}: {ppo.epochs} epochs x "
+                                                          "seeds": seeds, "reward_scale": about["reward_scale"],
+                                                          "param_counts": params, "scenario": args.scenario})
+    console.print(f"training {args.policy} PPO ({args.hparams} hparams, reward {about['reward']}, {about['critic']} "
+                  f"critic, discount {about['gamma']}) on {args.scenario}, U={config.num_users}, "
+                  f"E={config.num_servers}, preset={config.preset}: {ppo.epochs} epochs x "
                   f"{config.slots_per_episode} slots x {ppo.num_envs} envs, seeds {seeds}")
 
     def write_metrics(done, metrics, elapsed):
-        rows = [[s, e + 1] + [f"{float(v):.9g}" for v in metrics[i, e]]
-                for i, s in enumerate(seeds) for e in range(metrics.shape[1])]
-        atomic_write_csv(os.path.join(out, "metrics.csv"), ["seed", "epoch", *METRIC_NAMES], rows)
+        table = metrics_table(metrics)  # [seeds, epochs, metrics]
+        rows = [[s, e + 1] + [f"{float(v):.9g}" for v in table[i, e]]
+                for i, s in enumerate(seeds) for e in range(table.shape[1])]
+        atomic_write_csv(os.path.join(out, "metrics.csv"), ["seed", "epoch", *metric_names(metrics)], rows)
 
     t0 = time.perf_counter()
     try:
-        state, metrics = fit(trainer, seeds, chunk=args.chunk, ckpt_dir=os.path.join(out, "checkpoints"),
+        state, metrics = fit(learner, seeds, chunk=args.chunk, ckpt_dir=os.path.join(out, "checkpoints"),
                              resume=not args.no_resume, progress=not args.no_progress, on_chunk=write_metrics)
     except FloatingPointError as e:
         raise CLIError(str(e)) from None
@@ -281,27 +308,29 @@ def train_cmd(args) -> int:
 
     envs = min(100, args.eval_slots)
     steps = math.ceil(args.eval_slots / envs)
-    learned = [trainer.policy(seed_params(state, i), name=f"{args.policy}_seed{s}") for i, s in enumerate(seeds)]
+    learned = [learner.policy(learner.acting_params(state, i), name=f"{args.policy}_seed{s}")
+               for i, s in enumerate(seeds)]
     t1 = time.perf_counter()
-    res = evaluate(config, [*learned, *ALL], num_envs=envs, num_slots=steps, seed=args.seed + 1_000_003,
+    res = evaluate(config, [*learned, *POLICY_NAMES], num_envs=envs, num_slots=steps, seed=args.seed + 1_000_003,
                    progress=not args.no_progress)
     eval_wall = time.perf_counter() - t1
     per_seed = {p.name: res.summary[p.name]["mean_cost"] for p in learned}
     policy_cost = float(np.mean(list(per_seed.values())))
     summary = {
-        "policy": args.policy, "hparams": args.hparams, "reward": ppo.reward, "critic": critic, "gamma": ppo.gamma,
+        "policy": args.policy, "hparams": args.hparams, "reward": about["reward"], "critic": about["critic"],
+        "gamma": about["gamma"], "scenario": args.scenario,
         "param_counts": params,
         "policy_cost": policy_cost, "policy_cost_per_seed": per_seed,
         "oracle_cost": res.summary["oracle"]["mean_cost"],
         "ratio_to_oracle": policy_cost / res.summary["oracle"]["mean_cost"],
-        "baselines": {b: res.summary[b]["mean_cost"] for b in ALL if b != "oracle"},
+        "baselines": {b: res.summary[b]["mean_cost"] for b in BASELINE_NAMES},
         "evaluation": res.summary, "eval_slots": envs * steps, "epochs": ppo.epochs, "seeds": seeds,
         "wall_s": train_wall + eval_wall, "train_wall_s": train_wall, "eval_wall_s": eval_wall,
         "wall_s_per_epoch": train_wall / max(ppo.epochs, 1), "device": device_description(),
         "eval_placement": res.placement,
     }
     atomic_write_json(os.path.join(out, "summary.json"), summary)
-    plot_learning_curve(os.path.join(out, "learning_curve.png"), metrics[..., METRIC_NAMES.index("cost")],
+    plot_learning_curve(os.path.join(out, "learning_curve.png"), np.asarray(metrics.cost),
                         summary["baselines"], summary["oracle_cost"], policy_cost,
                         title=f"U={config.num_users}, E={config.num_servers}, {config.preset}, {args.policy}, "
                               f"{args.hparams} hparams")
@@ -311,12 +340,25 @@ def train_cmd(args) -> int:
     return 0
 
 
+def scenarios_cmd(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Registered scenarios (meqc_jax.make(name, **overrides))")
+    for col in ("name", "what it holds", "overrides of SystemConfig"):
+        table.add_column(col, overflow="fold")
+    for name, reg in SCENARIOS.items():
+        table.add_row(name, reg.description, ", ".join(f"{k}={v!r}" for k, v in reg.overrides.items()) or "-")
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
+    return 0
+
+
 def reproduce_cmd(args) -> int:
     import os
 
     from rich.console import Console
 
-    from meqc_jax.experiments import PARTS, ReproduceConfig, device_description, reproduce
+    from meqc_jax.experiments import ReproduceConfig, device_description, reproduce
 
     parts = PARTS
     if args.only is not None:
@@ -324,7 +366,7 @@ def reproduce_cmd(args) -> int:
         bad = [x for x in parts if x not in PARTS]
         if bad or not parts:
             raise CLIError(f"--only={args.only!r} is invalid: allowed a comma-separated subset of " + ", ".join(PARTS))
-    overrides = {}
+    overrides = {"scenario": args.scenario}
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
     if args.epochs is not None:
@@ -355,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # no cluster detected, coordinator unreachable, or jax already initialized
             print(f"meqc: error: --distributed: jax.distributed.initialize() failed: {e}", file=sys.stderr)
             return 2
-    commands = {"demo": demo, "evaluate": evaluate_cmd, "train": train_cmd, "reproduce": reproduce_cmd}
+    commands = {"demo": demo, "evaluate": evaluate_cmd, "train": train_cmd, "reproduce": reproduce_cmd,
+                "scenarios": scenarios_cmd}
     try:
         return commands[args.command](args)
     except CLIError as e:

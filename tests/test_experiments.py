@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from meqc_jax.experiments import PARTS, ReproduceConfig, _epochs_to_converge, reproduce
+from meqc_jax.experiments import PARTS, ReproduceConfig, epochs_to_converge, reproduce
 
 FILES = ["fig4_training_u3.png", "fig4_training_u3.csv", "fig5_training_u3.png", "fig6_training_u3.csv",
          "fig7_edge_cpu.png", "fig7_edge_cpu.csv", "fig8_qubits.png", "fig8_qubits.csv", "fig9_qubit_quality.png",
@@ -60,5 +60,5 @@ def test_config_validation_and_convergence_measure():
     with pytest.raises(ValueError, match="parts"):
         reproduce(ReproduceConfig.quick(), "/tmp/unused", parts=("fig11",))
     curve = np.r_[np.linspace(100, 20, 30), np.full(70, 20.0)]
-    assert 25 <= _epochs_to_converge(curve) <= 32
-    assert _epochs_to_converge(np.full(10, 5.0)) == 5  # the first full smoothing window
+    assert 25 <= epochs_to_converge(curve) <= 32
+    assert epochs_to_converge(np.full(10, 5.0)) == 5  # the first full smoothing window

@@ -1,0 +1,147 @@
+"""What every part of a reproduction shares: its settings, the system it runs on, and training.
+
+`ReproduceConfig` is jax-free (the CLI validates it before anything heavy is imported); the
+helpers below train through the learner interface only (`meqc_jax.learners`, `meqc_jax.loop`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+
+import numpy as np
+
+from meqc_jax.config import FieldChecker, SystemConfig, dataclass_to_dict
+from meqc_jax.scenarios import DEFAULT_SCENARIO, SCENARIOS, scenario_config
+
+PRESETS = ("balanced", "delay", "energy")
+# The paper's epochs (Section V-B): 250 for the MLP learner, 125 for the VQC one; the CLI's defaults too.
+PAPER_EPOCHS = {"mlp": 250, "vqc": 125}
+TRAINING_PARTS = ("fig4", "fig5", "fig6")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReproduceConfig:
+    """Settings of a reproduction (validated). `ReproduceConfig.quick()` is the small form."""
+
+    seeds: int = 3
+    seed: int = 0
+    epochs_mlp: int = PAPER_EPOCHS["mlp"]
+    epochs_vqc: int = PAPER_EPOCHS["vqc"]
+    envs: int = 64
+    slots_per_epoch: int = 500  # paper: an epoch is 500 slots
+    minibatches: int = 8
+    chunk: int = 10
+    eval_envs: int = 100
+    eval_slots: int = 100  # per instance: eval_envs x eval_slots held-out slots per run
+    sizes: tuple[int, ...] = (10, 20, 30)  # U = E of Figs. 4, 5, 6
+    vqc_figures: tuple[str, ...] = ("fig4", "fig5", "fig6")  # which training figures also train the VQC
+    f_edge_ghz: tuple[float, ...] = (5.0, 10.0, 15.0, 20.0, 25.0, 30.0)  # Fig. 7
+    phys_qubits: tuple[int, ...] = (1000, 2000, 5000, 10000, 15000, 20000)  # Fig. 8
+    t1_ms: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)  # Fig. 9
+    map_t1_ms: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0, 10000.0)  # Fig. 10
+    map_lam_d: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)  # Fig. 10 (lam_e = 1 - lam_d)
+    map_envs: int = 50
+    map_slots: int = 20
+    fast_compile: bool = False  # XLA without LLVM optimizations: ~3x faster compiles, ~2x slower runs
+    quick_mode: bool = False
+    scenario: str = DEFAULT_SCENARIO  # the registered scenario every part starts from (meqc_jax.scenarios)
+
+    def __post_init__(self):
+        c = FieldChecker(self, "ReproduceConfig")
+        for name, hi in (("seeds", 100), ("epochs_mlp", 10**5), ("epochs_vqc", 10**5), ("envs", 2**16),
+                         ("slots_per_epoch", 10**5), ("minibatches", 2**16), ("chunk", 10**5),
+                         ("eval_envs", 10**5), ("eval_slots", 10**6), ("map_envs", 10**5), ("map_slots", 10**5)):
+            c.integer(name, 1, hi)
+        c.integer("seed", 0, 2**31 - 1)
+        c.values("sizes", 1, 1000, integral=True)
+        c.values("f_edge_ghz", 1e-3, 1e4)
+        c.values("phys_qubits", 0, 2**31 - 2, integral=True, lo_open=False)
+        c.values("t1_ms", 1e-9, 1e6)
+        c.values("map_t1_ms", 1e-9, 1e6)
+        c.values("map_lam_d", 0.0, 1.0, lo_open=False)
+        c.check("vqc_figures", isinstance(self.vqc_figures, tuple) and set(self.vqc_figures) <= set(TRAINING_PARTS),
+                "a tuple of the training figures fig4, fig5, fig6")
+        c.choice("fast_compile", (False, True))
+        c.choice("quick_mode", (False, True))
+        c.choice("scenario", tuple(SCENARIOS))
+        if (self.envs * self.slots_per_epoch) % self.minibatches:
+            c.fail("minibatches", f"a divisor of envs x slots_per_epoch = {self.envs * self.slots_per_epoch}")
+
+    @classmethod
+    def quick(cls, **overrides) -> ReproduceConfig:
+        """Every figure on small settings (one seed, short epochs): a few minutes on 2 CPU cores."""
+        base = dict(seeds=1, epochs_mlp=12, epochs_vqc=12, envs=8, slots_per_epoch=100, minibatches=4, chunk=12,
+                    eval_envs=16, eval_slots=16, f_edge_ghz=(5.0, 15.0, 30.0), phys_qubits=(1000, 5000, 20000),
+                    t1_ms=(0.1, 10.0, 1000.0), map_t1_ms=(0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0),
+                    map_lam_d=(0.1, 0.5, 0.9), map_envs=8, map_slots=4, vqc_figures=("fig4",), fast_compile=True,
+                    quick_mode=True)
+        return cls(**{**base, **overrides})
+
+    def to_dict(self) -> dict:
+        return dataclass_to_dict(self)
+
+
+def device_description() -> str:
+    d = jax.devices()[0]
+    return f"{d.platform}: {getattr(d, 'device_kind', '?')} x {jax.device_count()} ({platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores)"
+
+
+def device_description() -> str:
+    import jax
+
+    d = jax.devices()[0]
+    return (f"{d.platform}: {getattr(d, 'device_kind', '?')} x {jax.device_count()} "
+            f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores)")
+
+
+def system(rc: ReproduceConfig, size: int = 10, slots: int | None = None, **kw) -> SystemConfig:
+    """The scenario's configuration at U = E = `size` with the reproduction's episode length."""
+    return scenario_config(rc.scenario, num_users=size, num_servers=size,
+                           slots_per_episode=rc.slots_per_epoch if slots is None else slots, **kw)
+
+
+def compiler_options(rc: ReproduceConfig):
+    from meqc_jax.sharding import FAST_COMPILE
+
+    return FAST_COMPILE if rc.fast_compile else None
+
+
+def train(system_config: SystemConfig, torso: str, rc: ReproduceConfig, configs: list[SystemConfig], ckpt: str,
+          progress: bool):
+    """One run per (config, seed), vmapped in one program; returns (learner, state, metrics, runs, params)."""
+    from meqc_jax.env import MEQCEnv
+    from meqc_jax.learners import make_learner
+    from meqc_jax.learners.ppo import PPOConfig
+    from meqc_jax.loop import fit
+
+    epochs = rc.epochs_vqc if torso == "vqc" else rc.epochs_mlp
+    ppo = PPOConfig(torso=torso, epochs=epochs, num_envs=rc.envs, num_minibatches=rc.minibatches)
+    learner = make_learner("ppo", system_config, ppo, compiler_options=compiler_options(rc))
+    env = learner.env
+    runs = [(i, s) for i in range(len(configs)) for s in range(rc.seed, rc.seed + rc.seeds)]
+    params = MEQCEnv.stack_params([env.params_for(configs[i]) for i, _ in runs])
+    state, metrics = fit(learner, [s for _, s in runs], chunk=rc.chunk, ckpt_dir=ckpt, progress=progress,
+                         env_params=params)
+    return learner, state, metrics, runs, params
+
+
+def epochs_to_converge(curve: np.ndarray, tol: float = 0.10) -> int:
+    """First epoch from which the 5-epoch moving average stays within `tol` of the final cost
+    (the mean of the last 10 % of epochs)."""
+    curve = np.asarray(curve, np.float64)
+    n = len(curve)
+    final = curve[-max(1, n // 10):].mean()
+    w = min(5, n)
+    smooth = np.convolve(curve, np.ones(w) / w, mode="valid")  # smooth[i] averages epochs i+1..i+w
+    inside = smooth <= final * (1 + tol)
+    for i in range(len(inside)):
+        if inside[i:].all():
+            return int(i + w)
+    return n
+
+
+def mark(ok: bool) -> str:
+    """A claim's verdict word in the report."""
+    return "reproduced" if ok else "not reproduced"

@@ -1,0 +1,36 @@
+"""The registry of reproduction parts: one line per figure, naming its module's `run` (train,
+evaluate, write the CSV and PNG, return the data) and `report` (its section of report.md).
+
+A new figure is one module with `run(name, rc, out, progress) -> dict` and
+`report(name, data, rc) -> (lines, claims)`, plus one line here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from meqc_jax.experiments import qpu_map, sweeps, training
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    name: str
+    title: str
+    run: Callable  # (name, rc, out, progress) -> data (JSON-able dict)
+    report: Callable  # (name, data, rc) -> (markdown lines, [(claim, this run, verdict)])
+
+
+PART_LIST = (
+    Part("fig4", "training curves at U = E = sizes[0], every preset (MLP and VQC)", training.run, training.report),
+    Part("fig5", "training curves at U = E = sizes[1], balanced", training.run, training.report),
+    Part("fig6", "training curves at U = E = sizes[2], balanced", training.run, training.report),
+    Part("fig7", "final cost vs edge CPU speed", sweeps.run, sweeps.report),
+    Part("fig8", "final cost vs physical qubits per QPU", sweeps.run, sweeps.report),
+    Part("fig9", "final cost vs qubit lifetime t1", sweeps.run, sweeps.report),
+    Part("fig10", "the oracle's QPU share over t1 x latency weight (not in the paper)", qpu_map.run, qpu_map.report),
+)
+PARTS_BY_NAME = {p.name: p for p in PART_LIST}
+PARTS = tuple(PARTS_BY_NAME)
+
+__all__ = ["PARTS", "PARTS_BY_NAME", "PART_LIST", "Part"]

@@ -1,0 +1,31 @@
+"""The prose of report.md: the settings line, each part's section (from the parts registry) and the
+table of the paper's claims against this run."""
+
+from __future__ import annotations
+
+from meqc_jax.experiments.common import ReproduceConfig, device_description
+from meqc_jax.experiments.parts import PART_LIST
+
+
+def make_report(results: dict, rc: ReproduceConfig) -> str:
+    """`report.md`: settings, a section per finished part, and "paper claim vs this run"."""
+    lines = ["# Reproduction of the paper's experiments", ""]
+    walls = sum(r.get("wall_s", 0.0) for r in results.values())
+    device = next((r["device"] for r in results.values() if "device" in r), None) or device_description()
+    lines += [f"Mode: {'quick' if rc.quick_mode else 'full'}; device: {device}; wall time of the parts in this "
+              f"folder: {walls:.0f} s. Settings: seeds {rc.seeds}, epochs {rc.epochs_mlp} (MLP) / {rc.epochs_vqc} "
+              f"(VQC) of {rc.slots_per_epoch} slots x {rc.envs} environments; held-out evaluation "
+              f"{rc.eval_envs} x {rc.eval_slots} slots per run (paired with the baselines and the oracle). "
+              "Costs are the mean system cost per slot (Eq. 12).", ""]
+    claims = []
+    for part in PART_LIST:
+        if part.name in results:
+            section, part_claims = part.report(part.name, results[part.name], rc)
+            lines += section
+            claims += part_claims
+    lines += ["## Paper claim vs this run", "", "| claim | this run | verdict |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in claims]
+    if rc.quick_mode:
+        lines += ["", "Quick mode trains for a few short epochs only: the verdicts above describe this "
+                  "smoke-scale run, not the paper's settings (run `meqc reproduce` without --quick for those)."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,99 @@
+"""Figs. 4-6: training curves of the hybrid PPO learner at U = E = sizes[0..2] and its held-out cost
+against every baseline and the exact oracle (paper Section V-B)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from meqc_jax.baselines import BASELINE_NAMES, POLICY_NAMES
+from meqc_jax.evaluate import evaluate
+from meqc_jax.experiments import common
+from meqc_jax.experiments.common import PRESETS, TRAINING_PARTS, ReproduceConfig
+from meqc_jax.io import atomic_write_csv
+
+
+def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
+    """Train (MLP, and VQC where `rc.vqc_figures` says) per preset and seed, evaluate against every
+    baseline and the oracle on the same held-out slots, write the CSV and PNG; return the part's data."""
+    size = rc.sizes[min(TRAINING_PARTS.index(name), len(rc.sizes) - 1)]
+    presets = PRESETS if name == "fig4" else ("balanced",)
+    torsos = ("mlp", "vqc") if name in rc.vqc_figures else ("mlp",)
+    system = common.system(rc, size)
+    configs = [system.replace(preset=p) for p in presets]
+    curves, learned, learners = {}, [], {}
+    runs = params = None
+    for torso in torsos:
+        learner, state, metrics, runs, params = common.train(system, torso, rc, configs,
+                                                       os.path.join(out, "checkpoints", f"{name}-{torso}"), progress)
+        curves[torso] = np.asarray(metrics.cost)  # [runs, epochs]  (training cost, Eq. 12)
+        learned.append(learner.sweep_policy(learner.acting_params(state), torso))
+        learners[torso] = learner
+    res = evaluate(system, [*learned, *POLICY_NAMES], num_envs=rc.eval_envs, num_slots=rc.eval_slots,
+                   seed=rc.seed + 1_000_003, progress=progress, env_params=params,
+                   compiler_options=common.compiler_options(rc))
+    rows, data = [], {"size": size, "presets": {}}
+    for pi, preset in enumerate(presets):
+        idx = [r for r, (i, _) in enumerate(runs) if i == pi]
+        entry = {"curves": {}, "final": {}, "ci95": {}, "epochs_to_converge": {}}
+        for torso in torsos:
+            c = curves[torso][idx]
+            entry["curves"][torso] = c.tolist()
+            entry["epochs_to_converge"][torso] = int(np.median([common.epochs_to_converge(x) for x in c]))
+            for r, (_, seed) in zip(idx, [runs[r] for r in idx]):
+                for e, v in enumerate(curves[torso][r]):
+                    rows.append([preset, torso, "train", seed, e + 1, f"{v:.6g}"])
+        for pol in [*torsos, *POLICY_NAMES]:
+            vals = [res.points[r][pol]["mean_cost"] for r in idx]
+            entry["final"][pol] = float(np.mean(vals))
+            entry["ci95"][pol] = float(np.mean([res.points[r][pol]["ci95"] for r in idx]))
+            for r in idx:
+                rows.append([preset, pol, "eval", runs[r][1], "", f"{res.points[r][pol]['mean_cost']:.6g}"])
+        data["presets"][preset] = entry
+    data["param_counts"] = {t: learners[t].param_counts()["per_agent"] for t in torsos}
+    atomic_write_csv(os.path.join(out, f"{name}_training_u{size}.csv"),
+                     ["preset", "policy", "kind", "seed", "epoch", "cost"], rows)
+    from meqc_jax.plots import plot_training_figure
+
+    plot_training_figure(os.path.join(out, f"{name}_training_u{size}.png"), data,
+                         title=f"Fig. {name[3:]}: system cost vs training epochs, U = E = {size}",
+                         epoch_slots=rc.slots_per_epoch)
+    return data
+
+
+def report(name: str, d: dict, rc: ReproduceConfig) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """The part's section of report.md (a table per preset) and its claims (paper vs this run)."""
+    lines, claims = [], []
+    part = name
+    lines += [f"## Fig. {part[3:]}: training, U = E = {d['size']}", "",
+              "| preset | " + " | ".join(d["presets"][next(iter(d["presets"]))]["final"]) + " | epochs to converge |",
+              "|---|" + "---|" * (len(d["presets"][next(iter(d["presets"]))]["final"]) + 1)]
+    for preset, e in d["presets"].items():
+        conv = ", ".join(f"{t} {n}" for t, n in e["epochs_to_converge"].items())
+        lines.append(f"| {preset} | " + " | ".join(f"{v:.2f}" for v in e["final"].values()) + f" | {conv} |")
+    lines.append("")
+    for preset, e in d["presets"].items():
+        f = e["final"]
+        red = {b: 1 - f["mlp"] / f[b] for b in BASELINE_NAMES}
+        for b_name, r in red.items():
+            claims.append((f"Fig. {part[3:]} U=E={d['size']} {preset}: >= 30 % below {b_name}",
+                           f"MLP {f['mlp']:.2f} vs {f[b_name]:.2f}: {100 * r:+.0f} %", common.mark(r >= 0.30)))
+        claims.append((f"Fig. {part[3:]} U=E={d['size']} {preset}: gap to the oracle (not in the paper)",
+                       f"MLP {100 * (f['mlp'] / f['oracle'] - 1):.1f} %"
+                       + (f", VQC {100 * (f['vqc'] / f['oracle'] - 1):.1f} %" if "vqc" in f else ""), "-"))
+        paper_conv = {("fig4", "energy"): 50, ("fig4", "delay"): 100, ("fig4", "balanced"): 100}.get(
+            (part, preset), 200)
+        n = e["epochs_to_converge"]["mlp"]
+        epochs = len(e["curves"]["mlp"][0])
+        verdict = (common.mark(n <= 1.5 * paper_conv) if epochs >= paper_conv
+                   else f"not comparable: {epochs} epochs trained")
+        claims.append((f"Fig. {part[3:]} U=E={d['size']} {preset}: MLP converges in about {paper_conv} epochs",
+                       f"{n} of {epochs} epochs to stay within 10 % of the final cost", verdict))
+        if "vqc" in e["epochs_to_converge"]:
+            nv = e["epochs_to_converge"]["vqc"]
+            claims.append((f"Fig. {part[3:]} U=E={d['size']} {preset}: VQC converges faster than MLP, "
+                           "without loss of performance",
+                           f"VQC {nv} vs MLP {n} epochs; held-out VQC {f['vqc']:.2f} vs MLP {f['mlp']:.2f}",
+                           common.mark(nv < n and f["vqc"] <= 1.02 * f["mlp"])))
+    return lines, claims
