@@ -1,0 +1,102 @@
+"""The package's shape: enforced layers (import-linter), no private names across modules, and one
+source for every option list the CLI offers."""
+
+import ast
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+LINT = ("import sys; from importlinter.cli import lint_imports; "
+        "sys.exit(lint_imports(config_filename='pyproject.toml', no_cache=True, no_logo=True))")
+
+
+def lint(cwd: pathlib.Path) -> subprocess.CompletedProcess:
+    # cwd first on the path, so that the copy under test is the package analysed
+    return subprocess.run([sys.executable, "-c", LINT], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(cwd), "PATH": "/usr/bin:/bin"})
+
+
+def test_layers_contract_is_kept():
+    res = lint(ROOT)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "1 kept, 0 broken" in res.stdout
+
+
+def test_layers_contract_fails_on_an_upward_import(tmp_path):
+    # a deliberate cycle: the bottom of the physics layer importing the environment
+    shutil.copytree(ROOT / "meqc_jax", tmp_path / "meqc_jax", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    physics = tmp_path / "meqc_jax" / "physics.py"
+    physics.write_text(physics.read_text() + "\nfrom meqc_jax.env import MEQCEnv  # noqa: E402,F401\n")
+    res = lint(tmp_path)
+    assert res.returncode != 0
+    assert "BROKEN" in res.stdout and "meqc_jax.physics -> meqc_jax.env" in res.stdout, res.stdout
+
+
+# Private names of other libraries that the tests and benchmarks read on purpose (jax's compile counter).
+FOREIGN_PRIVATE = {"_cache_size"}
+
+
+def private_uses(path: pathlib.Path) -> list[str]:
+    """`from meqc_jax.x import _y` and `something._y` (not self/cls, not dunders) in one file."""
+    tree = ast.parse(path.read_text())
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("meqc_jax"):
+            bad += [f"{path.name}:{node.lineno} imports {a.name}" for a in node.names if a.name.startswith("_")]
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                continue
+            if node.attr in FOREIGN_PRIVATE:
+                continue
+            bad.append(f"{path.name}:{node.lineno} uses .{node.attr}")
+    return bad
+
+
+def test_no_private_name_is_used_outside_its_module():
+    files = [p for d in ("meqc_jax", "tests", "benchmarks") for p in (ROOT / d).rglob("*.py")]
+    bad = [b for p in files for b in private_uses(p)]
+    assert not bad, "\n".join(bad)
+
+
+def test_cli_lists_every_policy_part_and_scenario_from_their_owners(capsys):
+    from meqc_jax.baselines import POLICY_NAMES
+    from meqc_jax.cli import main
+    from meqc_jax.experiments import PARTS
+    from meqc_jax.learners.ppo import CRITICS, HPARAM_SETS
+    from meqc_jax.scenarios import SCENARIOS
+
+    helps = {}
+    for command in ("train", "evaluate", "reproduce"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        helps[command] = capsys.readouterr().out
+    flat = lambda text: " ".join(text.split())  # noqa: E731  argparse wraps long lines
+    for name in POLICY_NAMES:
+        assert name in flat(helps["evaluate"]), name
+    for part in PARTS:
+        assert part in flat(helps["reproduce"]), part
+    for command in ("train", "evaluate", "reproduce"):
+        for scenario in SCENARIOS:
+            assert scenario in flat(helps[command]), (command, scenario)
+    for option in (*CRITICS, *HPARAM_SETS):
+        assert option in flat(helps["train"])
+    res = subprocess.run([sys.executable, "-m", "meqc_jax.cli", "scenarios"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and all(s in res.stdout for s in SCENARIOS), res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("module", ["meqc_jax.config", "meqc_jax.units"])
+def test_configuration_modules_import_without_jax(module):
+    # the bottom of the configuration layer stays importable without jax (validating a config imports physics)
+    code = (f"import sys, importlib; sys.modules['meqc_jax'] = type(sys)('meqc_jax'); "
+            f"sys.modules['meqc_jax'].__path__ = [{str(ROOT / 'meqc_jax')!r}]; importlib.import_module({module!r}); "
+            "print('jax' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "False"
