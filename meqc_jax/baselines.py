@@ -23,6 +23,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from meqc_jax import dynamics
 from meqc_jax.config import SystemConfig
 from meqc_jax.cost import option_costs
 from meqc_jax.env import EnvState
@@ -85,10 +86,11 @@ def greedy_action(config: SystemConfig, env_state: EnvState, grid: int = GREEDY_
     """
     sc, tk = env_state.scenario, env_state.tasks
     U, E = tk.g.shape
+    cond = dynamics.conditions(env_state.carry, config, sc, tk)  # the carry's waits as they stand (None: paper)
     phis = jnp.linspace(0.0, 1.0, grid)[:-1]  # phi = 1 is the local candidate
-    table = jax.vmap(lambda p: option_costs(config, sc, tk, jnp.full((U,), p)))(phis)
+    table = jax.vmap(lambda p: option_costs(config, sc, tk, jnp.full((U,), p), cond))(phis)
     classical, quantum, feasible = table.classical, table.quantum, table.feasible[0]  # [P, U, E]
-    local = option_costs(config, sc, tk, jnp.ones(U)).classical[:, 0]
+    local = option_costs(config, sc, tk, jnp.ones(U), cond).classical[:, 0]
     cheapest = config.arbitration == "cheapest"
 
     def place(carry, u):

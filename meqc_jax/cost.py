@@ -194,10 +194,11 @@ def slot_cost(
     )
     lam_d, lam_e = scenario.lam_d, scenario.lam_e
     d_cpu, d_qpu = d_o + d_e, d_o + d_q  # Eqs. 4 and 7 plus the uplink, Eq. 2
-    if conditions.cpu_wait is not None:  # a backlog ahead of the task delays its edge service
-        d_cpu = d_cpu + conditions.cpu_wait[server]
+    # a backlog ahead of an offloaded part delays its edge service (a task kept whole at home waits for nothing)
+    if conditions.cpu_wait is not None:
+        d_cpu = d_cpu + jnp.where(phi < 1.0, conditions.cpu_wait[server], 0.0)
     if conditions.qpu_wait is not None:
-        d_qpu = d_qpu + conditions.qpu_wait[server]
+        d_qpu = d_qpu + jnp.where(phi < 1.0, conditions.qpu_wait[server], 0.0)
     cost_c, lat_c, en_c = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_cpu, e_o + e_e)
     cost_q, lat_q, en_q = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_qpu, e_o + e_q)
 
@@ -222,8 +223,9 @@ def slot_cost(
     )
 
 
-def _option_terms(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi):
-    """Latency and energy terms of every (user, server) option at `phi` (broadcast to [U, E])."""
+def _option_terms(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi, conditions: SlotConditions | None = None):
+    """Latency and energy terms of every (user, server) option at `phi` (broadcast to [U, E]), under the
+    carry's `conditions` exactly as `slot_cost` applies them."""
     si = config.si
     profile = physics.qpu_profile(si, scenario.phys_qubits, scenario.k, tasks.t1_slot)
     _, feasible = feasibility(si, tasks.q, tasks.depth, profile)
@@ -238,16 +240,23 @@ def _option_terms(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi):
         si, config.energy_model, col(tasks.s), col(tasks.q), phi,
         row(profile.latency_per_unit), row(profile.power_per_unit),
     )
-    return feasible, (d_l, e_l), (d_o + d_e, e_o + e_e), (d_o + d_q, e_o + e_q)
+    d_cpu, d_qpu = d_o + d_e, d_o + d_q
+    if conditions is not None and conditions.cpu_wait is not None:
+        d_cpu = d_cpu + jnp.where(phi < 1.0, row(conditions.cpu_wait), 0.0)
+    if conditions is not None and conditions.qpu_wait is not None:
+        d_qpu = d_qpu + jnp.where(phi < 1.0, row(conditions.qpu_wait), 0.0)
+    return feasible, (d_l, e_l), (d_cpu, e_o + e_e), (d_qpu, e_o + e_q)
 
 
-def option_costs(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi) -> OptionCosts:
+def option_costs(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi,
+                 conditions: SlotConditions | None = None) -> OptionCosts:
     """Whole per-user cost of every option at local fraction `phi` ([U] or [U, E]), spec 11.
 
     `classical[u, e]`: the offloaded part on e's CPUs; `quantum[u, e]`: on e's QPU (meaningful
-    where `feasible[u, e]`). These are the terms `slot_cost` gathers for the chosen servers.
+    where `feasible[u, e]`). These are the terms `slot_cost` gathers for the chosen servers, under the
+    same `conditions` (the carry's waits; None: the paper's model).
     """
-    feasible, (d_l, e_l), (d_c, e_c), (d_q, e_q) = _option_terms(config, scenario, tasks, phi)
+    feasible, (d_l, e_l), (d_c, e_c), (d_q, e_q) = _option_terms(config, scenario, tasks, phi, conditions)
     lam_d, lam_e = scenario.lam_d[:, None], scenario.lam_e[:, None]
     classical, _, _ = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_c, e_c)
     quantum, _, _ = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_q, e_q)
@@ -279,23 +288,40 @@ class OptionTable:
     feasible: jnp.ndarray  # [U, E] bool, Eq. 11
 
 
-def option_table(config: SystemConfig, scenario: Scenario, tasks: Tasks) -> OptionTable:
-    """Best split per user and option in closed form (spec 11): the input of the oracle's MIP."""
+def option_table(config: SystemConfig, scenario: Scenario, tasks: Tasks,
+                 conditions: SlotConditions | None = None) -> OptionTable:
+    """Best split per user and option in closed form (spec 11): the input of the oracle's MIP.
+
+    Under `conditions` a wait w ahead of the server is paid by any phi < 1: the cost stays linear in
+    phi on [0, 1) (`sum`) or convex piecewise linear (`parallel`, kink at phi* = (D_off + w) /
+    (D_local + D_off), clipped into [0, 1]), and phi = 1 is the local cost, so the same candidates
+    stay exact."""
     U, E = tasks.g.shape
     zeros = jnp.zeros((U, E))
-    feasible, (d_l1, _), _, _ = _option_terms(config, scenario, tasks, jnp.ones(U))  # local latency at phi = 1
-    _, _, (d_c0, _), (d_q0, _) = _option_terms(config, scenario, tasks, zeros)  # offload latencies at phi = 0
-    at0 = option_costs(config, scenario, tasks, zeros)
-    local = option_costs(config, scenario, tasks, jnp.ones(U)).classical[:, 0]
+    cond = conditions
+    feasible, (d_l1, _), _, _ = _option_terms(config, scenario, tasks, jnp.ones(U), cond)  # local latency at phi = 1
+    _, _, (d_c0, _), (d_q0, _) = _option_terms(config, scenario, tasks, zeros, cond)  # offload latencies at phi = 0
+    at0 = option_costs(config, scenario, tasks, zeros, cond)
+    local = option_costs(config, scenario, tasks, jnp.ones(U), cond).classical[:, 0]
     cands_c = [(at0.classical, zeros)]
     cands_q = [(at0.quantum, zeros)]
     if config.latency_model == "parallel":
-        kink_c = d_c0 / (d_l1 + d_c0)
-        kink_q = d_q0 / (d_l1 + d_q0)
-        cands_c.append((option_costs(config, scenario, tasks, kink_c).classical, kink_c))
-        cands_q.append((option_costs(config, scenario, tasks, kink_q).quantum, kink_q))
+        if cond is None or (cond.cpu_wait is None and cond.qpu_wait is None):
+            kink_c = d_c0 / (d_l1 + d_c0)
+            kink_q = d_q0 / (d_l1 + d_q0)
+        else:  # d_c0, d_q0 include the wait; the fraction that scales with 1 - phi does not
+            w_c = 0.0 if cond.cpu_wait is None else cond.cpu_wait[None, :]
+            w_q = 0.0 if cond.qpu_wait is None else cond.qpu_wait[None, :]
+            kink_c = jnp.clip(d_c0 / (d_l1 + d_c0 - w_c), 0.0, 1.0)
+            kink_q = jnp.clip(d_q0 / (d_l1 + d_q0 - w_q), 0.0, 1.0)
+        cands_c.append((option_costs(config, scenario, tasks, kink_c, cond).classical, kink_c))
+        cands_q.append((option_costs(config, scenario, tasks, kink_q, cond).quantum, kink_q))
     cands_c.append((jnp.broadcast_to(local[:, None], (U, E)), jnp.ones((U, E))))
-    cands_q.append((jnp.broadcast_to(local[:, None], (U, E)), jnp.full((U, E), HOLD_PHI)))
+    hold = jnp.full((U, E), HOLD_PHI)
+    if cond is None or cond.qpu_wait is None:
+        cands_q.append((jnp.broadcast_to(local[:, None], (U, E)), hold))
+    else:  # holding the QPU at phi -> 1 still queues behind its backlog
+        cands_q.append((option_costs(config, scenario, tasks, hold, cond).quantum, hold))
 
     def best(cands):
         costs = jnp.stack([c for c, _ in cands])

@@ -13,7 +13,10 @@ x[u, e, mode]:
                                                             its QPU, so it can run on e's CPUs only if
                                                             someone else holds that QPU (spec 8)
 
-Its value is a lower bound on the slot cost of every policy under every arbitration rule. Most
+Its value is a lower bound on the slot cost of every policy under every arbitration rule. It is
+a per-slot optimum: in the paper's model (no dynamics) slots are independent, so it is also the
+optimum of every episode; with carried state (`meqc_jax.dynamics`) it prices the carry as it
+finds it and ignores what the slot leaves behind, i.e. it is then a myopic planner, not a bound. Most
 slots need no solver: when every user's unconstrained best option already satisfies the
 constraints, that assignment is optimal; only the others go to HiGHS.
 """
@@ -29,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from meqc_jax import dynamics
 from meqc_jax.config import SystemConfig
 from meqc_jax.cost import HOLD_PHI, OptionTable, option_table
 from meqc_jax.tasks import Scenario, Tasks
@@ -204,7 +208,8 @@ def decisions_to_action(table: OptionTable, mode, server):
 def oracle_act(config: SystemConfig, env_state):
     """The oracle as a policy (one instance, traceable): the option table in JAX, the MIP on the
     host through `jax.pure_callback` (batched over instances under vmap), the action back in JAX."""
-    table = option_table(config, env_state.scenario, env_state.tasks)
+    cond = dynamics.conditions(env_state.carry, config, env_state.scenario, env_state.tasks)  # None: paper
+    table = option_table(config, env_state.scenario, env_state.tasks, cond)
     U, E = table.classical.shape
 
     def host(local, classical, quantum, feasible):

@@ -261,6 +261,7 @@ from meqc_jax import SystemConfig  # noqa: E402
 from meqc_jax.agents import hybrid_log_prob, sample_hybrid  # noqa: E402
 from meqc_jax.evaluate import evaluate  # noqa: E402
 from meqc_jax.learners.ppo import PPOConfig, make_train, seed_params  # noqa: E402
+from meqc_jax.learners import metrics_table  # noqa: E402
 from meqc_jax.loop import fit  # noqa: E402
 
 SYS4 = SystemConfig(num_users=4, num_servers=3, slots_per_episode=50)
@@ -289,7 +290,7 @@ def test_vqc_policy_log_probs_finite_and_normalized(vqc_trainer):
 def test_tiny_vqc_training_beats_random_policy(vqc_trainer):
     tr = vqc_trainer
     state, m = fit(tr, [0], chunk=12)
-    assert np.all(np.isfinite(m))
+    assert np.all(np.isfinite(metrics_table(m)))
     res = evaluate(SYS4, [tr.policy(seed_params(state, 0), "vqc"), "random_offloading", "random_partitioning"],
                    num_envs=32, num_slots=20, seed=99)
     cost = res.summary["vqc"]["mean_cost"]
