@@ -40,6 +40,21 @@ class CLIError(Exception):
     """A bad argument found after parsing; `main` prints it as one line and exits with 2."""
 
 
+def _writable_out(path: str) -> str:
+    """`path` as an output folder we can write, checked before anything is compiled (CLIError if not)."""
+    import os
+    import tempfile
+
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise CLIError(f"--out={path!r} is invalid: cannot write there ({e.strerror or e}); "
+                       "allowed a folder this user can create and write") from None
+    return path
+
+
 def _add_scenario_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario", choices=list(SCENARIOS), default=DEFAULT_SCENARIO,
                    help=f"registered scenario to start from (default {DEFAULT_SCENARIO}; `meqc scenarios` lists them)")
@@ -212,7 +227,7 @@ def evaluate_cmd(args) -> int:
     config = _config_from_args(args)
     envs = min(args.envs, args.slots)
     steps = math.ceil(args.slots / envs)
-    out = args.out or os.path.join("runs", time.strftime("evaluate-%Y%m%d-%H%M%S"))
+    out = _writable_out(args.out or os.path.join("runs", time.strftime("evaluate-%Y%m%d-%H%M%S")))
     console = Console(width=None if sys.stdout.isatty() else 120)
     console.print(f"evaluating {', '.join(names)} on {args.scenario}, U={config.num_users}, E={config.num_servers}, "
                   f"preset={config.preset}: "
@@ -275,10 +290,13 @@ def train_cmd(args) -> int:
             overrides[name] = value
     try:
         ppo = PPOConfig.preset(args.hparams, **overrides)
-        learner = make_learner("ppo", config, ppo)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    out = args.out or os.path.join("runs", time.strftime("train-%Y%m%d-%H%M%S"))
+    out = _writable_out(args.out or os.path.join("runs", time.strftime("train-%Y%m%d-%H%M%S")))
+    try:
+        learner = make_learner("ppo", config, ppo)  # computes the reward scale: a first compile
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     seeds = list(range(args.seed, args.seed + args.seeds))
     console = Console(width=None if sys.stdout.isatty() else 120)
     params = learner.param_counts()
@@ -375,7 +393,7 @@ def reproduce_cmd(args) -> int:
         rc = ReproduceConfig.quick(**overrides) if args.quick else ReproduceConfig(**overrides)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    out = args.out or os.path.join("runs", "reproduce-quick" if args.quick else "reproduce")
+    out = _writable_out(args.out or os.path.join("runs", "reproduce-quick" if args.quick else "reproduce"))
     console = Console(width=None if sys.stdout.isatty() else 120)
     console.print(f"reproducing {', '.join(parts)} ({'quick' if args.quick else 'full'}) on {device_description()} "
                   f"-> {out}")

@@ -8,12 +8,19 @@ write themselves.
 from __future__ import annotations
 
 
+def on_terminal() -> bool:
+    """Whether standard output is an interactive terminal (rich's own test, which honours FORCE_COLOR/TTY_*)."""
+    from rich.console import Console
+
+    return Console().is_terminal
+
+
 class ProgressBar:
     """`ProgressBar(enabled, total)`; `advance(label)` once per unit of work; `close()` at the end."""
 
     def __init__(self, enabled: bool, total: int):
         self._p = None
-        if enabled:
+        if enabled and on_terminal():
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self._p = Progress(TextColumn("{task.description:<20}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),

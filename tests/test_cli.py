@@ -26,3 +26,24 @@ def test_bad_arguments_one_line_no_traceback(args, field):
     assert "Traceback" not in res.stderr
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("meqc") and "error" in last and field in last
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--slots", "4"], ["train", "--epochs", "1"], ["reproduce", "--quick"]])
+def test_unwritable_out_is_one_line_before_anything_runs(command, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    res = subprocess.run([sys.executable, "-m", "meqc_jax.cli", *command, "--out", str(blocker / "run")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert "--out=" in last and "cannot write there" in last
+
+
+def test_progress_bar_prints_nothing_off_a_terminal(capsys):
+    from meqc_jax.progress import ProgressBar
+
+    bar = ProgressBar(True, 3)  # pytest captures stdout: not a terminal
+    for i in range(3):
+        bar.advance(f"step {i}")
+    bar.close()
+    assert capsys.readouterr().out == ""

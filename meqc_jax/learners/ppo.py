@@ -349,16 +349,16 @@ class PPOLearner(Learner):
         `compiler_options` (XLA options as (name, value) pairs) apply to the batched training
         program; `FAST_COMPILE` trades run time for compile time (short runs, tests)."""
         self.system, self.ppo = system, ppo
-        self.scale = local_cost_scale(system) if scale is None else float(scale)
-        self.env = MEQCEnv(system, reward=Reward.normalized(ppo.reward, system, self.scale))
         self.U, self.E = system.num_users, system.num_servers
         self.T = system.slots_per_episode  # an epoch is one episode (paper: 500 slots)
         self.epochs, self.num_envs = ppo.epochs, ppo.num_envs
         self.state_batch_axes = STATE_BATCH_AXES
         self.batch = self.T * ppo.num_envs
-        if self.batch % ppo.num_minibatches:
+        if self.batch % ppo.num_minibatches:  # checked before the reward scale's first compile
             raise ValueError(f"PPOConfig.num_minibatches={ppo.num_minibatches} is invalid: allowed a divisor of "
                              f"slots_per_episode x num_envs = {self.batch}")
+        self.scale = local_cost_scale(system) if scale is None else float(scale)
+        self.env = MEQCEnv(system, reward=Reward.normalized(ppo.reward, system, self.scale))
         self.net = HybridActorCritic(num_servers=self.E, torso=ppo.torso, hidden=ppo.hidden,
                                      init_log_std=ppo.init_log_std, vqc_backend=ppo.vqc_backend)
         self.tx = optax.chain(optax.clip_by_global_norm(ppo.max_grad_norm), optax.adam(ppo.lr, eps=1e-5))
