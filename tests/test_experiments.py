@@ -25,6 +25,11 @@ def test_every_figure_writes_png_csv_json_and_the_report(tiny_run):
         assert os.path.getsize(os.path.join(out, name)) > 0, name
     report = open(os.path.join(out, "report.md")).read()
     assert "## Paper claim vs this run" in report and "Fig. 9" in report and "not comparable" in report
+    assert "## Where the time went" in report
+    for part in PARTS:  # every part says how many programs it compiled (0: all reused) and for how long
+        c = results[part]["compile"]
+        assert c["programs"] >= 0 and 0 <= c["compile_s"] <= results[part]["wall_s"]
+    assert results["fig4"]["compile"]["programs"] >= 1  # the first part compiles what the others reuse
     fig4 = results["fig4"]["presets"]
     assert set(fig4) == {"balanced", "delay", "energy"} and set(fig4["balanced"]["curves"]) == {"mlp", "vqc"}
     for preset in fig4.values():
@@ -62,3 +67,20 @@ def test_config_validation_and_convergence_measure():
     curve = np.r_[np.linspace(100, 20, 30), np.full(70, 20.0)]
     assert 25 <= epochs_to_converge(curve) <= 32
     assert epochs_to_converge(np.full(10, 5.0)) == 5  # the first full smoothing window
+
+
+def test_compile_counter_counts_new_programs_only():
+    import jax
+    import jax.numpy as jnp
+
+    from meqc_jax.compilation import CompileCounter
+
+    f = jax.jit(lambda x: jnp.tanh(x) * 3.0 + 1.0)
+    x = jnp.arange(7.0)
+    with CompileCounter() as outer:
+        with CompileCounter() as first:
+            f(x).block_until_ready()
+        with CompileCounter() as again:
+            f(x + 1).block_until_ready()  # same shapes: the cached program; `x + 1` may compile its own add
+    assert first.programs == 1 and first.seconds > 0
+    assert again.programs <= 1 and outer.programs == first.programs + again.programs

@@ -25,6 +25,7 @@ import json
 import os
 import time
 
+from meqc_jax.compilation import CompileCounter
 from meqc_jax.experiments.common import PRESETS, ReproduceConfig, device_description, epochs_to_converge
 from meqc_jax.experiments.parts import PART_LIST, PARTS, PARTS_BY_NAME, Part
 from meqc_jax.experiments.report import make_report
@@ -51,12 +52,15 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=PARTS, p
             log(f"{part}: done already ({path}); skipped (force to redo)")
             continue
         t0 = time.perf_counter()
-        data = PARTS_BY_NAME[part].run(part, rc, out, progress)
+        with CompileCounter() as compiles:
+            data = PARTS_BY_NAME[part].run(part, rc, out, progress)
         data["wall_s"] = time.perf_counter() - t0
+        data["compile"] = compiles.as_dict()  # XLA programs compiled by the part, and the seconds it took
         data["device"] = device_description()
         atomic_write_json(path, data)  # last: marks the part done
         results[part] = data
-        log(f"{part}: {data['wall_s']:.1f} s")
+        log(f"{part}: {data['wall_s']:.1f} s ({compiles.programs} XLA programs compiled in {compiles.seconds:.1f} s, "
+            f"running {max(data['wall_s'] - compiles.seconds, 0.0):.1f} s)")
     atomic_write_text(os.path.join(out, "report.md"), make_report(results, rc))
     return results
 

@@ -23,6 +23,16 @@ def make_report(results: dict, rc: ReproduceConfig) -> str:
             section, part_claims = part.report(part.name, results[part.name], rc)
             lines += section
             claims += part_claims
+    timed = [p.name for p in PART_LIST if p.name in results and "compile" in results[p.name]]
+    if timed:
+        lines += ["## Where the time went", "",
+                  "| part | wall s | XLA programs compiled | compiling s | running s |", "|---|---|---|---|---|"]
+        for name in timed:
+            r = results[name]
+            c = r["compile"]
+            lines.append(f"| {name} | {r['wall_s']:.1f} | {c['programs']} | {c['compile_s']:.1f} | "
+                         f"{max(r['wall_s'] - c['compile_s'], 0.0):.1f} |")
+        lines.append("")
     lines += ["## Paper claim vs this run", "", "| claim | this run | verdict |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in claims]
     if rc.quick_mode:
