@@ -99,6 +99,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-processes", type=_positive_int("--num-processes", 10**6), default=None,
                    help="with --distributed: number of processes (default: auto-detected)")
     p.add_argument("--process-id", type=_positive_int("--process-id", 10**6 - 1, lo=0), default=None, help="with --distributed: this process's id, 0-based")
+    p.add_argument("--compile-cache", default=None, metavar="DIR|off",
+                   help="keep compiled XLA programs in DIR so that the next run skips compiling them (default: "
+                        "$MEQC_COMPILE_CACHE, else ~/.cache/meqc_jax/xla/<machine>, one folder per processor kind); "
+                        "'off' disables")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("scenarios", help="list the registered scenarios (name, what it holds, its overrides)")
     d = sub.add_parser("demo", help="build the env, run a few slots with a random policy, print the cost breakdown")
@@ -414,6 +418,15 @@ def main(argv: list[str] | None = None) -> int:
                                        process_id=args.process_id)
         except Exception as e:  # no cluster detected, coordinator unreachable, or jax already initialized
             print(f"meqc: error: --distributed: jax.distributed.initialize() failed: {e}", file=sys.stderr)
+            return 2
+    if args.command != "scenarios":
+        from meqc_jax.compilation import enable_persistent_cache
+
+        try:
+            enable_persistent_cache(args.compile_cache)
+        except OSError as e:
+            print(f"meqc: error: --compile-cache={args.compile_cache!r} is invalid: {e.strerror or e}; "
+                  "allowed a folder this user can create, or off", file=sys.stderr)
             return 2
     commands = {"demo": demo, "evaluate": evaluate_cmd, "train": train_cmd, "reproduce": reproduce_cmd,
                 "scenarios": scenarios_cmd}

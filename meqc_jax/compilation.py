@@ -1,4 +1,5 @@
-"""How many XLA programs a piece of work compiles, and how long compiling takes.
+"""How many XLA programs a piece of work compiles, how long compiling takes, and JAX's persistent
+compilation cache (compiled programs kept on disk, so a second process skips their compiles).
 
     with CompileCounter() as cc:
         reproduce_part(...)
@@ -11,6 +12,9 @@ every counter that is open. Work that reuses a compiled program (the jit cache) 
 
 from __future__ import annotations
 
+import hashlib
+import os
+import platform
 import threading
 
 _TRACE = "/jax/core/compile/jaxpr_trace_duration"
@@ -58,4 +62,47 @@ class CompileCounter:
         return {"programs": self.programs, "compile_s": self.seconds}
 
 
-__all__ = ["CompileCounter"]
+# ---------------------------------------------------------------------------- the persistent cache
+CACHE_ENV = "MEQC_COMPILE_CACHE"  # a folder, or "off"
+
+
+def machine_key() -> str:
+    """Architecture and a hash of the CPU's feature flags and the jax version: programs compiled for
+    one processor are only ever loaded on one with the same features (a shared home folder on a
+    cluster of mixed machines keeps one cache per kind)."""
+    import jax
+
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        flags = platform.processor()
+    digest = hashlib.sha256(f"{flags}|{jax.__version__}".encode()).hexdigest()[:12]
+    return f"{platform.machine() or 'unknown'}-{digest}"
+
+
+def default_cache_dir() -> str:
+    """`$MEQC_COMPILE_CACHE`, else `~/.cache/meqc_jax/xla/<machine_key>` (under `$XDG_CACHE_HOME` if set)."""
+    if os.environ.get(CACHE_ENV):
+        return os.environ[CACHE_ENV]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "meqc_jax", "xla", machine_key())
+
+
+def enable_persistent_cache(path: str | None = None) -> str | None:
+    """Keep compiled programs in `path` (default `default_cache_dir()`; "off" disables); returns the
+    folder used, or None. Programs that compile in under half a second are not worth a file."""
+    import jax
+
+    path = default_cache_dir() if path is None else path
+    if path in ("off", ""):
+        return None
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
+
+
+__all__ = ["CACHE_ENV", "CompileCounter", "default_cache_dir", "enable_persistent_cache", "machine_key"]

@@ -11,6 +11,9 @@ from hypothesis import HealthCheck, settings
 
 from meqc_jax import Scenario, Tasks
 
+# The CLI keeps compiled programs on disk by default; the tests stay hermetic (and every compile counted).
+os.environ.setdefault("MEQC_COMPILE_CACHE", "off")
+
 # Tracing dominates the first example; later examples reuse compiled code.
 settings.register_profile(
     "meqc", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow], derandomize=True

@@ -47,3 +47,21 @@ def test_progress_bar_prints_nothing_off_a_terminal(capsys):
         bar.advance(f"step {i}")
     bar.close()
     assert capsys.readouterr().out == ""
+
+
+def test_compile_cache_folder_per_machine_and_off(tmp_path, monkeypatch):
+    from meqc_jax import compilation
+
+    key = compilation.machine_key()
+    assert key.count("-") >= 1 and len(key.split("-")[-1]) == 12
+    monkeypatch.setenv(compilation.CACHE_ENV, "off")
+    assert compilation.enable_persistent_cache() is None
+    monkeypatch.delenv(compilation.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert compilation.default_cache_dir() == str(tmp_path / "meqc_jax" / "xla" / key)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    res = subprocess.run([sys.executable, "-m", "meqc_jax.cli", "--compile-cache", str(blocker / "c"), "demo"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "--compile-cache=" in res.stderr.strip().splitlines()[-1]
