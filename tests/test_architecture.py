@@ -86,9 +86,9 @@ def test_cli_lists_every_policy_part_and_scenario_from_their_owners(capsys):
             assert scenario in flat(helps[command]), (command, scenario)
     for option in (*CRITICS, *HPARAM_SETS):
         assert option in flat(helps["train"])
-    res = subprocess.run([sys.executable, "-m", "meqc_jax.cli", "scenarios"], capture_output=True, text=True,
-                         timeout=120)
-    assert res.returncode == 0 and all(s in res.stdout for s in SCENARIOS), res.stdout + res.stderr
+    assert main(["scenarios"]) == 0
+    out = capsys.readouterr().out
+    assert all(s in out for s in SCENARIOS), out
 
 
 @pytest.mark.parametrize("module", ["meqc_jax.config", "meqc_jax.units"])
