@@ -39,7 +39,7 @@ class CostBreakdown:
     clipped_server: jnp.ndarray  # [] int, users whose server index was out of range
     clipped_phi: jnp.ndarray  # [] int, users whose phi was outside [0, 1] or NaN
     # What a dynamic's carry update needs (meqc_jax.dynamics): the slot's outcome per user.
-    device_energy: jnp.ndarray  # [U] J spent on the device: local computing + transmission (e_L + e_O)
+    device_energy: jnp.ndarray  # [U] J spent on the device, e_L + e_O (Eqs. 1, 3; dynamics-spec section 3's e_dev)
     cpu_cycles: jnp.ndarray  # [U] cycles of the offloaded part run on the server's CPUs (0 if local or on a QPU)
     qpu_seconds: jnp.ndarray  # [U] s of QPU execution, d_Q of Eq. 7 (0 unless granted the QPU)
 
@@ -53,6 +53,7 @@ class SlotConditions:
     fields from its carry through `dynamics.conditions`.
     """
 
+    # dynamics-spec section 2: the backlog ahead of a new arrival, added to d_O + d_E (CPU) or d_O + d_Q (QPU)
     cpu_wait: jnp.ndarray | None = None  # [E] s a task offloaded to e's CPUs waits before service
     qpu_wait: jnp.ndarray | None = None  # [E] s a task granted e's QPU waits before service
 
