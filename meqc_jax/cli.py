@@ -16,6 +16,7 @@ from meqc_jax import config as _config
 from meqc_jax.agents.networks import TORSOS
 from meqc_jax.agents.vqc import BACKENDS as VQC_BACKENDS
 from meqc_jax.baselines import BASELINE_NAMES, POLICIES, POLICY_NAMES
+from meqc_jax.compilation import ProgramTooLarge
 from meqc_jax.env import REWARDS
 from meqc_jax.experiments import PARTS
 from meqc_jax.experiments.common import PAPER_EPOCHS
@@ -160,8 +161,17 @@ def _build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--only", default=None, help="comma-separated subset of the parts: " + ", ".join(PARTS))
     rp.add_argument("--out", default=None, help="output folder (default runs/reproduce, or runs/reproduce-quick)")
     rp.add_argument("--force", action="store_true", help="redo parts already finished in --out")
+    rp.add_argument("--workers", type=_workers, default="auto", metavar="N|auto",
+                    help="parts run side by side in N processes (auto: one per CPU core up to 4 on a CPU, 1 on an "
+                         "accelerator or under --distributed); every number is the same as with 1")
     rp.add_argument("--no-progress", action="store_true")
     return p
+
+
+def _workers(text: str):
+    if text == "auto":
+        return text
+    return _positive_int("--workers", 64)(text)
 
 
 
@@ -380,7 +390,7 @@ def reproduce_cmd(args) -> int:
 
     from rich.console import Console
 
-    from meqc_jax.experiments import ReproduceConfig, device_description, reproduce
+    from meqc_jax.experiments import ReproduceConfig, default_workers, device_description, reproduce
 
     parts = PARTS
     if args.only is not None:
@@ -392,17 +402,20 @@ def reproduce_cmd(args) -> int:
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
     if args.epochs is not None:
-        overrides.update(epochs_mlp=args.epochs, epochs_vqc=args.epochs)
+        overrides.update(epochs_mlp=args.epochs, epochs_vqc=args.epochs, epochs_sweep=args.epochs,
+                         epochs_large=args.epochs)
     try:
         rc = ReproduceConfig.quick(**overrides) if args.quick else ReproduceConfig(**overrides)
     except ValueError as e:
         raise CLIError(str(e)) from None
     out = _writable_out(args.out or os.path.join("runs", "reproduce-quick" if args.quick else "reproduce"))
     console = Console(width=None if sys.stdout.isatty() else 120)
+    workers = default_workers() if args.workers == "auto" else args.workers
     console.print(f"reproducing {', '.join(parts)} ({'quick' if args.quick else 'full'}) on {device_description()} "
-                  f"-> {out}")
+                  f"-> {out}" + (f" ({workers} worker processes)" if workers > 1 else ""))
     t0 = time.perf_counter()
-    reproduce(rc, out, force=args.force, parts=parts, progress=not args.no_progress, log=console.print)
+    reproduce(rc, out, force=args.force, parts=parts, progress=not args.no_progress, log=console.print,
+              workers=workers)
     console.print(f"done in {time.perf_counter() - t0:.0f} s: figures, CSVs and report.md in {out}")
     return 0
 
@@ -433,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except CLIError as e:
+        print(f"meqc {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ProgramTooLarge as e:  # a compiled program's memory plan exceeds the device: refused before it ran
         print(f"meqc {args.command}: error: {e}", file=sys.stderr)
         return 2
 

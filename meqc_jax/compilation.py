@@ -105,4 +105,65 @@ def enable_persistent_cache(path: str | None = None) -> str | None:
     return path
 
 
-__all__ = ["CACHE_ENV", "CompileCounter", "default_cache_dir", "enable_persistent_cache", "machine_key"]
+# ---------------------------------------------------------------------------- will it fit?
+class ProgramTooLarge(MemoryError):
+    """A compiled program's memory plan exceeds what its device can hold (raised before it runs)."""
+
+
+def device_memory_bytes(device=None) -> int | None:
+    """Bytes a program may use on `device` (default: the first): the allocator's limit on an
+    accelerator, the memory the OS reports available (MemAvailable) on a CPU; None if unknown."""
+    import jax
+
+    device = jax.devices()[0] if device is None else device
+    try:
+        stats = device.memory_stats()
+    except Exception:  # not every backend reports it
+        stats = None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    if device.platform == "cpu":
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        try:
+            return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            return None
+    return None
+
+
+def memory_plan_bytes(compiled) -> int | None:
+    """What XLA's memory plan says the program holds at its peak: arguments + outputs + temporaries,
+    less what outputs alias (donated arguments); None where the backend does not report it."""
+    try:
+        ma = compiled.memory_analysis()
+        return int(ma.argument_size_in_bytes + ma.output_size_in_bytes + ma.temp_size_in_bytes
+                   - ma.alias_size_in_bytes)
+    except Exception:
+        return None
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def check_fits(compiled, what: str, lower: str, available: int | None = None) -> int | None:
+    """Refuse (`ProgramTooLarge`, one line) a compiled program whose memory plan exceeds what one
+    device holds (`available` overrides `device_memory_bytes()`; a program partitioned over several
+    devices reports its per-device plan). `what` names the run and its sizes, `lower` the settings
+    to reduce. Returns the plan's bytes (None where the backend does not report one)."""
+    need = memory_plan_bytes(compiled)
+    have = device_memory_bytes() if available is None else available
+    if need is not None and have is not None and need > have:
+        raise ProgramTooLarge(f"{what} needs {_gib(need)} of memory (XLA's plan of the compiled program) but the "
+                              f"device can hold {_gib(have)}: lower {lower}")
+    return need
+
+
+__all__ = ["CACHE_ENV", "CompileCounter", "ProgramTooLarge", "check_fits", "default_cache_dir",
+           "device_memory_bytes", "enable_persistent_cache", "machine_key", "memory_plan_bytes"]

@@ -63,6 +63,8 @@ def fit(learner: Learner, seeds, chunk: int = 10, ckpt_dir: str | None = None, r
     visible devices; see `meqc_jax.sharding`), one program partitioned by `jax.jit`; a single
     device runs it unchanged. Pass `devices=jax.devices()[:1]` to keep everything on one device.
     `on_chunk(epochs_done, metrics so far, seconds)` is called after every chunk.
+    A training program whose compiled memory plan exceeds the device is refused before it runs
+    (`compilation.ProgramTooLarge`, one line naming the sizes and what to lower).
     Returns (final state batched over seeds, the learner's metrics with leaves [seeds, epochs]).
     """
     import orbax.checkpoint as ocp

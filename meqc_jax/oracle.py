@@ -168,18 +168,33 @@ def solve_slot(local, classical, quantum, feasible):
 
 
 def solve_batch(local, classical, quantum, feasible):
-    """`solve_slot` over any leading batch shape; returns (value [...], mode [..., U], server [..., U])."""
-    local = np.asarray(local)
+    """`solve_slot` over any leading batch shape; returns (value [...], mode [..., U], server [..., U]).
+
+    The unconstrained best options and their validity are found for the whole batch at once; only
+    the slots whose best options collide (two QPU tasks on one server, or a CPU user at a feasible
+    server whose QPU nobody holds) go to HiGHS, one MIP each."""
+    local = np.asarray(local, np.float64)
     batch = local.shape[:-1]
     U = local.shape[-1]
     E = np.asarray(classical).shape[-1]
-    flat = [np.asarray(a).reshape((-1,) + tail) for a, tail in
-            ((local, (U,)), (classical, (U, E)), (quantum, (U, E)), (feasible, (U, E)))]
-    values = np.empty(flat[0].shape[0])
-    modes = np.empty((flat[0].shape[0], U), np.int32)
-    servers = np.empty((flat[0].shape[0], U), np.int32)
-    for i in range(flat[0].shape[0]):
-        values[i], modes[i], servers[i] = solve_slot(*(a[i] for a in flat))
+    local = local.reshape(-1, U)
+    classical = np.asarray(classical, np.float64).reshape(-1, U, E)
+    quantum = np.asarray(quantum, np.float64).reshape(-1, U, E)
+    feasible = np.asarray(feasible, bool).reshape(-1, U, E)
+    options = np.concatenate([local[..., None], classical, np.where(feasible, quantum, np.inf)], axis=-1)
+    pick = np.argmin(options, axis=-1)  # [B, U], as solve_slot picks
+    modes = np.where(pick == 0, LOCAL, np.where(pick <= E, CLASSICAL, QUANTUM)).astype(np.int32)
+    servers = np.where(pick == 0, 0, (pick - 1) % E).astype(np.int32)
+    at = servers[..., None] == np.arange(E)  # [B, U, E]
+    holders = np.sum(at & (modes == QUANTUM)[..., None], axis=1)  # [B, E] QPU tasks per server
+    needs_holder = (modes == CLASSICAL) & np.take_along_axis(feasible, servers[..., None], -1)[..., 0]
+    unheld = np.take_along_axis(holders, servers, -1) == 0
+    for i in np.flatnonzero(np.any(holders > 1, axis=-1) | np.any(needs_holder & unheld, axis=-1)):
+        modes[i], servers[i] = _solve_mip(local[i], classical[i], quantum[i], feasible[i])
+    chosen = np.select([modes == CLASSICAL, modes == QUANTUM],
+                       [np.take_along_axis(classical, servers[..., None], -1)[..., 0],
+                        np.take_along_axis(quantum, servers[..., None], -1)[..., 0]], local)
+    values = np.sum(chosen, axis=-1)
     return values.reshape(batch), modes.reshape(batch + (U,)), servers.reshape(batch + (U,))
 
 

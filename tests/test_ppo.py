@@ -170,6 +170,22 @@ def test_nan_stops_training_naming_the_epoch():
     fit(tr, [0], chunk=3)  # the same config with a finite scale is fine
 
 
+def test_a_training_too_large_for_the_device_is_refused_before_it_runs(monkeypatch):
+    from meqc_jax import compilation
+
+    tr = make_train(SYS, PPOConfig(epochs=2, **TINY), scale=99.0)
+    monkeypatch.setattr(compilation, "device_memory_bytes", lambda device=None: 4096)  # a 4 KiB device
+    with pytest.raises(compilation.ProgramTooLarge) as err:
+        fit(tr, [0, 1], chunk=2)
+    msg = str(err.value)
+    assert "\n" not in msg and "2 run(s) of U=3, E=2 with 4 envs x 16 slots per epoch" in msg, msg
+    assert "can hold 0.0 GiB: lower the envs (--envs)" in msg, msg
+    assert tr.compiled_chunks == 0  # refused programs are not kept: the next call checks again
+    monkeypatch.undo()
+    _, m = fit(tr, [0, 1], chunk=2)  # on the real device it fits (XLA's plan: a few hundred KiB)
+    assert np.isfinite(metrics_table(m)).all() and tr.compiled_chunks == 1
+
+
 def test_shared_parameters_option():
     tr = make_train(SYS, PPOConfig(epochs=2, shared_params=True, **TINY), scale=100.0)
     params = tr.init_params(jax.random.key(0))

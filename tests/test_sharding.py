@@ -55,7 +55,7 @@ SCRIPT = textwrap.dedent("""
                     compiler_options=FAST_COMPILE)
     ckpt = tempfile.mkdtemp()
     s4, h4 = fit(tr, [0, 1], chunk=1, ckpt_dir=ckpt)
-    assert tr.chunk_program._cache_size() == 1  # two chunks on the mesh: one compile
+    assert tr.compiled_chunks == 1  # two chunks on the mesh: one compile
     s1, h1 = fit(tr, [0, 1], chunk=1, devices=one)
     assert s4.obs.sharding.spec == jax.sharding.PartitionSpec("runs", "envs"), s4.obs.sharding
     assert all(leaf.sharding.spec[0] == "runs" for leaf in jax.tree.leaves(s4.params))

@@ -32,15 +32,53 @@ from meqc_jax.experiments.report import make_report
 from meqc_jax.io import atomic_write_json, atomic_write_text
 
 
+def run_part(part: str, rc: ReproduceConfig, out: str, progress: bool = False) -> dict:
+    """Run one part, time it and count its compiles, write its JSON (last: it marks the part done);
+    return its data. Runs in this process or in a worker (`reproduce(workers=...)`)."""
+    t0 = time.perf_counter()
+    with CompileCounter() as compiles:
+        data = PARTS_BY_NAME[part].run(part, rc, out, progress)
+    data["wall_s"] = time.perf_counter() - t0
+    data["compile"] = compiles.as_dict()  # XLA programs compiled by the part, and the seconds it took
+    data["device"] = device_description()
+    atomic_write_json(os.path.join(out, f"{part}.json"), data)
+    return data
+
+
+def _start_worker(cache_dir: str | None) -> None:
+    """A worker process: the parent's persistent compilation cache (if any), nothing else to set."""
+    if cache_dir:
+        from meqc_jax.compilation import enable_persistent_cache
+
+        enable_persistent_cache(cache_dir)
+
+
+def default_workers() -> int:
+    """Parts run side by side on a CPU (compiling XLA programs keeps one core busy per process, so a
+    second process nearly halves a compile-bound run); one at a time on an accelerator, whose memory
+    each process would otherwise claim, and under jax.distributed."""
+    import jax
+
+    if jax.default_backend() != "cpu" or jax.process_count() > 1:
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=PARTS, progress: bool = False,
-              log=print) -> dict:
-    """Run (or skip, when already done) each part, then write `report.md`. Returns {part: data}."""
+              log=print, workers: int = 1) -> dict:
+    """Run (or skip, when already done) each part, then write `report.md`. Returns {part: data}.
+
+    `workers` > 1 runs the parts in that many fresh processes (spawned, longest part first); every
+    part's numbers are those of a run in this process (each part seeds itself from `rc`). A part that
+    fails does not stop the others: their outputs are written, then the first error is raised."""
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         raise ValueError(f"reproduce: parts={unknown!r} are invalid: allowed " + ", ".join(PARTS))
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"reproduce: workers={workers!r} is invalid: allowed an integer >= 1")
     os.makedirs(out, exist_ok=True)
     atomic_write_json(os.path.join(out, "reproduce_config.json"), rc.to_dict())
-    results = {}
+    results, todo = {}, []
     for part in PARTS:
         path = os.path.join(out, f"{part}.json")
         if part not in parts:
@@ -51,19 +89,42 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=PARTS, p
             results[part] = json.load(open(path))
             log(f"{part}: done already ({path}); skipped (force to redo)")
             continue
-        t0 = time.perf_counter()
-        with CompileCounter() as compiles:
-            data = PARTS_BY_NAME[part].run(part, rc, out, progress)
-        data["wall_s"] = time.perf_counter() - t0
-        data["compile"] = compiles.as_dict()  # XLA programs compiled by the part, and the seconds it took
-        data["device"] = device_description()
-        atomic_write_json(path, data)  # last: marks the part done
+        todo.append(part)
+
+    def done(part, data):
         results[part] = data
-        log(f"{part}: {data['wall_s']:.1f} s ({compiles.programs} XLA programs compiled in {compiles.seconds:.1f} s, "
-            f"running {max(data['wall_s'] - compiles.seconds, 0.0):.1f} s)")
+        c = data["compile"]
+        log(f"{part}: {data['wall_s']:.1f} s ({c['programs']} XLA programs compiled in {c['compile_s']:.1f} s, "
+            f"running {max(data['wall_s'] - c['compile_s'], 0.0):.1f} s)")
+
+    workers = min(workers, len(todo))
+    if workers <= 1:
+        for part in todo:
+            done(part, run_part(part, rc, out, progress))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        import jax
+
+        cache_dir = jax.config.jax_compilation_cache_dir
+        first_error = None
+        longest_first = sorted(todo, key=lambda p: -PARTS_BY_NAME[p].weight)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_start_worker, initargs=(cache_dir,)) as pool:
+            futures = {pool.submit(run_part, part, rc, out, False): part for part in longest_first}
+            for f in as_completed(futures):
+                try:
+                    done(futures[f], f.result())
+                except Exception as e:  # keep the other parts' outputs; report the first failure at the end
+                    log(f"{futures[f]}: failed: {type(e).__name__}: {e}")
+                    first_error = first_error or e
+        if first_error is not None:
+            raise first_error
+    results = {p: results[p] for p in PARTS if p in results}
     atomic_write_text(os.path.join(out, "report.md"), make_report(results, rc))
     return results
 
 
-__all__ = ["PARTS", "PARTS_BY_NAME", "PART_LIST", "PRESETS", "Part", "ReproduceConfig", "device_description",
-           "epochs_to_converge", "make_report", "reproduce"]
+__all__ = ["PARTS", "PARTS_BY_NAME", "PART_LIST", "PRESETS", "Part", "ReproduceConfig", "default_workers",
+           "device_description", "epochs_to_converge", "make_report", "reproduce", "run_part"]

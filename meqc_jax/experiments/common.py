@@ -29,12 +29,19 @@ class ReproduceConfig:
     seed: int = 0
     epochs_mlp: int = PAPER_EPOCHS["mlp"]
     epochs_vqc: int = PAPER_EPOCHS["vqc"]
+    epochs_sweep: int | None = None  # MLP epochs of the sweeps (Figs. 7-9); None: epochs_mlp
+    epochs_large: int | None = None  # MLP epochs at the larger sizes (Figs. 5-6); None: epochs_mlp
     envs: int = 64
     slots_per_epoch: int = 500  # paper: an epoch is 500 slots
     minibatches: int = 8
+    update_epochs: int = 2  # PPO passes over each epoch's data (PPOConfig.update_epochs)
+    lr: float = 1e-3  # Adam step size (PPOConfig.lr)
+    hidden: tuple[int, ...] = (256, 256)  # the MLP torsos' widths (PPOConfig.hidden; the VQC's are fixed)
     chunk: int = 10
     eval_envs: int = 100
     eval_slots: int = 100  # per instance: eval_envs x eval_slots held-out slots per run
+    # (eval_envs is for U = E = sizes[0]; Figs. 5-6 use proportionally fewer instances, the same user-slots:
+    # their slot costs average over more users, so their intervals are as narrow)
     sizes: tuple[int, ...] = (10, 20, 30)  # U = E of Figs. 4, 5, 6
     vqc_figures: tuple[str, ...] = ("fig4", "fig5", "fig6")  # which training figures also train the VQC
     f_edge_ghz: tuple[float, ...] = (5.0, 10.0, 15.0, 20.0, 25.0, 30.0)  # Fig. 7
@@ -44,7 +51,7 @@ class ReproduceConfig:
     map_lam_d: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)  # Fig. 10 (lam_e = 1 - lam_d)
     map_envs: int = 50
     map_slots: int = 20
-    fast_compile: bool = False  # XLA without LLVM optimizations: ~3x faster compiles, ~2x slower runs
+    fast_compile: bool = False  # evaluations compiled without LLVM optimizations: ~3x faster compiles, slower runs
     quick_mode: bool = False
     scenario: str = DEFAULT_SCENARIO  # the registered scenario every part starts from (meqc_jax.scenarios)
 
@@ -55,6 +62,12 @@ class ReproduceConfig:
                          ("eval_envs", 10**5), ("eval_slots", 10**6), ("map_envs", 10**5), ("map_slots", 10**5)):
             c.integer(name, 1, hi)
         c.integer("seed", 0, 2**31 - 1)
+        for name in ("epochs_sweep", "epochs_large"):
+            if getattr(self, name) is not None:
+                c.integer(name, 1, 10**5)
+        c.integer("update_epochs", 1, 1000)
+        c.real("lr", 0.0, 1.0)
+        c.values("hidden", 1, 65536, integral=True, lo_open=False)
         c.values("sizes", 1, 1000, integral=True)
         c.values("f_edge_ghz", 1e-3, 1e4)
         c.values("phys_qubits", 0, 2**31 - 2, integral=True, lo_open=False)
@@ -71,7 +84,9 @@ class ReproduceConfig:
 
     @classmethod
     def quick(cls, **overrides) -> ReproduceConfig:
-        """Every figure on small settings (one seed, short epochs): a few minutes on 2 CPU cores."""
+        """Every figure on small settings (one seed, short epochs): a few minutes on 2 CPU cores.
+        A budget measured to converge (docs/learning.md "Quick mode") is the override set
+        `common.QUICK_CONVERGED`; it costs about twice the run time, so it is not the default."""
         base = dict(seeds=1, epochs_mlp=12, epochs_vqc=12, envs=8, slots_per_epoch=100, minibatches=4, chunk=12,
                     eval_envs=16, eval_slots=16, f_edge_ghz=(5.0, 15.0, 30.0), phys_qubits=(1000, 5000, 20000),
                     t1_ms=(0.1, 10.0, 1000.0), map_t1_ms=(0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0),
@@ -83,9 +98,11 @@ class ReproduceConfig:
         return dataclass_to_dict(self)
 
 
-def device_description() -> str:
-    d = jax.devices()[0]
-    return f"{d.platform}: {getattr(d, 'device_kind', '?')} x {jax.device_count()} ({platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores)"
+# The quick budget measured to converge (MLP 1.087 x the oracle at U = E = 10, below random offloading at
+# U = E = 20 and 30; docs/learning.md): ReproduceConfig.quick(**QUICK_CONVERGED). Measured here it made
+# `reproduce --quick` slower (Fig. 4 alone 314 s in a 2-worker run), so it is opt-in.
+QUICK_CONVERGED = dict(epochs_mlp=30, epochs_sweep=12, epochs_large=15, envs=64, slots_per_epoch=50, minibatches=8,
+                       update_epochs=8, lr=3e-3, hidden=(64, 64), chunk=30, eval_envs=4096, eval_slots=1)
 
 
 def device_description() -> str:
@@ -103,22 +120,28 @@ def system(rc: ReproduceConfig, size: int = 10, slots: int | None = None, **kw) 
 
 
 def compiler_options(rc: ReproduceConfig):
+    """XLA options of the evaluation programs. Training programs are always optimized: they run
+    for thousands of slots, where unoptimized code costs more than the compile it saves (measured:
+    a quick-mode training ran 2.5x longer for a 1.6x faster compile)."""
     from meqc_jax.sharding import FAST_COMPILE
 
     return FAST_COMPILE if rc.fast_compile else None
 
 
 def train(system_config: SystemConfig, torso: str, rc: ReproduceConfig, configs: list[SystemConfig], ckpt: str,
-          progress: bool):
-    """One run per (config, seed), vmapped in one program; returns (learner, state, metrics, runs, params)."""
+          progress: bool, epochs: int | None = None):
+    """One run per (config, seed), vmapped in one program; returns (learner, state, metrics, runs, params).
+    `epochs` overrides the torso's epochs (`rc.epochs_mlp`, `rc.epochs_vqc`)."""
     from meqc_jax.env import MEQCEnv
     from meqc_jax.learners import make_learner
     from meqc_jax.learners.ppo import PPOConfig
     from meqc_jax.loop import fit
 
-    epochs = rc.epochs_vqc if torso == "vqc" else rc.epochs_mlp
-    ppo = PPOConfig(torso=torso, epochs=epochs, num_envs=rc.envs, num_minibatches=rc.minibatches)
-    learner = make_learner("ppo", system_config, ppo, compiler_options=compiler_options(rc))
+    if epochs is None:
+        epochs = rc.epochs_vqc if torso == "vqc" else rc.epochs_mlp
+    ppo = PPOConfig(torso=torso, epochs=epochs, num_envs=rc.envs, num_minibatches=rc.minibatches,
+                    update_epochs=rc.update_epochs, lr=rc.lr, hidden=rc.hidden)
+    learner = make_learner("ppo", system_config, ppo)
     env = learner.env
     runs = [(i, s) for i in range(len(configs)) for s in range(rc.seed, rc.seed + rc.seeds)]
     params = MEQCEnv.stack_params([env.params_for(configs[i]) for i, _ in runs])

@@ -19,16 +19,17 @@ class Part:
     title: str
     run: Callable  # (name, rc, out, progress) -> data (JSON-able dict)
     report: Callable  # (name, data, rc) -> (markdown lines, [(claim, this run, verdict)])
+    weight: float = 1.0  # its share of a quick run's wall time (measured): parallel workers start the longest first
 
 
 PART_LIST = (
-    Part("fig4", "training curves at U = E = sizes[0], every preset (MLP and VQC)", training.run, training.report),
-    Part("fig5", "training curves at U = E = sizes[1], balanced", training.run, training.report),
-    Part("fig6", "training curves at U = E = sizes[2], balanced", training.run, training.report),
-    Part("fig7", "final cost vs edge CPU speed", sweeps.run, sweeps.report),
-    Part("fig8", "final cost vs physical qubits per QPU", sweeps.run, sweeps.report),
-    Part("fig9", "final cost vs qubit lifetime t1", sweeps.run, sweeps.report),
-    Part("fig10", "the oracle's QPU share over t1 x latency weight (not in the paper)", qpu_map.run, qpu_map.report),
+    Part("fig4", "training curves at U = E = sizes[0], every preset (MLP and VQC)", training.run, training.report, 60),
+    Part("fig5", "training curves at U = E = sizes[1], balanced", training.run, training.report, 35),
+    Part("fig6", "training curves at U = E = sizes[2], balanced", training.run, training.report, 45),
+    Part("fig7", "final cost vs edge CPU speed", sweeps.run, sweeps.report, 30),
+    Part("fig8", "final cost vs physical qubits per QPU", sweeps.run, sweeps.report, 30),
+    Part("fig9", "final cost vs qubit lifetime t1", sweeps.run, sweeps.report, 30),
+    Part("fig10", "the oracle's QPU share over t1 x latency weight (not in the paper)", qpu_map.run, qpu_map.report, 15),
 )
 PARTS_BY_NAME = {p.name: p for p in PART_LIST}
 PARTS = tuple(PARTS_BY_NAME)

@@ -14,7 +14,9 @@ def make_report(results: dict, rc: ReproduceConfig) -> str:
     device = next((r["device"] for r in results.values() if "device" in r), None) or device_description()
     lines += [f"Mode: {'quick' if rc.quick_mode else 'full'}; device: {device}; wall time of the parts in this "
               f"folder: {walls:.0f} s. Settings: seeds {rc.seeds}, epochs {rc.epochs_mlp} (MLP) / {rc.epochs_vqc} "
-              f"(VQC) of {rc.slots_per_epoch} slots x {rc.envs} environments; held-out evaluation "
+              f"(VQC)" + ("" if rc.epochs_sweep in (None, rc.epochs_mlp) else f" / {rc.epochs_sweep} (sweeps)")
+              + f" of {rc.slots_per_epoch} slots x {rc.envs} environments, PPO with {rc.update_epochs} passes of "
+              f"{rc.minibatches} minibatches at lr {rc.lr:g}, MLP torsos {' x '.join(map(str, rc.hidden))}; held-out evaluation "
               f"{rc.eval_envs} x {rc.eval_slots} slots per run (paired with the baselines and the oracle). "
               "Costs are the mean system cost per slot (Eq. 12).", ""]
     claims = []

@@ -36,8 +36,9 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
     values = getattr(rc, field)
     system = common.system(rc, 10)
     configs = [sweep_config(system, field, v) for v in values]
+    epochs = rc.epochs_mlp if rc.epochs_sweep is None else rc.epochs_sweep
     learner, state, _, runs, params = common.train(system, "mlp", rc, configs, os.path.join(out, "checkpoints", name),
-                                             progress)
+                                                   progress, epochs=epochs)
     res = evaluate(system, [learner.sweep_policy(learner.acting_params(state), "mlp"), *POLICY_NAMES], num_envs=rc.eval_envs,
                    num_slots=rc.eval_slots, seed=rc.seed + 1_000_003, progress=progress, env_params=params,
                    compiler_options=common.compiler_options(rc))

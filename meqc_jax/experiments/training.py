@@ -3,6 +3,7 @@ against every baseline and the exact oracle (paper Section V-B)."""
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -24,13 +25,16 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
     configs = [system.replace(preset=p) for p in presets]
     curves, learned, learners = {}, [], {}
     runs = params = None
+    epochs = None if name == "fig4" or rc.epochs_large is None else rc.epochs_large
     for torso in torsos:
-        learner, state, metrics, runs, params = common.train(system, torso, rc, configs,
-                                                       os.path.join(out, "checkpoints", f"{name}-{torso}"), progress)
+        learner, state, metrics, runs, params = common.train(
+            system, torso, rc, configs, os.path.join(out, "checkpoints", f"{name}-{torso}"), progress,
+            epochs=epochs if torso == "mlp" else None)
         curves[torso] = np.asarray(metrics.cost)  # [runs, epochs]  (training cost, Eq. 12)
         learned.append(learner.sweep_policy(learner.acting_params(state), torso))
         learners[torso] = learner
-    res = evaluate(system, [*learned, *POLICY_NAMES], num_envs=rc.eval_envs, num_slots=rc.eval_slots,
+    eval_envs = max(1, math.ceil(rc.eval_envs * rc.sizes[0] / size))  # the same user-slots at every size
+    res = evaluate(system, [*learned, *POLICY_NAMES], num_envs=eval_envs, num_slots=rc.eval_slots,
                    seed=rc.seed + 1_000_003, progress=progress, env_params=params,
                    compiler_options=common.compiler_options(rc))
     rows, data = [], {"size": size, "presets": {}}
@@ -71,7 +75,9 @@ def report(name: str, d: dict, rc: ReproduceConfig) -> tuple[list[str], list[tup
               "|---|" + "---|" * (len(d["presets"][next(iter(d["presets"]))]["final"]) + 1)]
     for preset, e in d["presets"].items():
         conv = ", ".join(f"{t} {n}" for t, n in e["epochs_to_converge"].items())
-        lines.append(f"| {preset} | " + " | ".join(f"{v:.2f}" for v in e["final"].values()) + f" | {conv} |")
+        ci = e.get("ci95", {})
+        lines.append(f"| {preset} | " + " | ".join(f"{v:.2f} ± {ci[p]:.2f}" if p in ci else f"{v:.2f}"
+                                                   for p, v in e["final"].items()) + f" | {conv} |")
     lines.append("")
     for preset, e in d["presets"].items():
         f = e["final"]

@@ -47,7 +47,8 @@ class Learner(abc.ABC):
 
     @abc.abstractmethod
     def train_chunk_batch(self, states, num_epochs: int):
-        """`train_chunk` over a leading runs axis, compiled once per learner and chunk length."""
+        """`train_chunk` over a leading runs axis, compiled once per learner and chunk length; a program
+        whose memory plan exceeds the device is refused before it runs (`compilation.check_fits`)."""
 
     @abc.abstractmethod
     def epochs_done(self, states) -> int:

@@ -38,6 +38,7 @@ from meqc_jax.agents.distributions import deterministic_action, hybrid_entropy, 
 from meqc_jax.agents.networks import TORSOS, CentralCritic as CentralCriticNet, HybridActorCritic
 from meqc_jax.agents.vqc import BACKENDS as VQC_BACKENDS
 from meqc_jax.baselines import Policy
+from meqc_jax.compilation import check_fits
 from meqc_jax.config import FieldChecker, SystemConfig, dataclass_to_dict
 from meqc_jax.env import REWARDS, EnvState, MEQCEnv, Reward, local_cost_scale
 from meqc_jax.learners import losses
@@ -370,6 +371,7 @@ class PPOLearner(Learner):
         self.init_program = jax.jit(jax.vmap(self.init), compiler_options=dict(FAST_COMPILE))  # runs once
         self.chunk_program = jax.jit(self._train_chunk_batch, static_argnums=1,
                                      compiler_options=jit_options(compiler_options))
+        self._compiled_chunks: dict = {}  # (chunk length, abstract states) -> checked executable (`compiled_chunk`)
 
     # ------------------------------------------------------------------ networks over agents
     def apply(self, params, obs, critic: dict | None = None):
@@ -501,7 +503,28 @@ class PPOLearner(Learner):
         return self.init_program(keys, env_params)
 
     def train_chunk_batch(self, states: TrainState, num_epochs: int):
-        return self.chunk_program(states, num_epochs)
+        return self.compiled_chunk(states, num_epochs)(states)
+
+    def compiled_chunk(self, states: TrainState, num_epochs: int):
+        """`chunk_program` compiled ahead of time for these states (once per shape and chunk length)
+        and checked against the device's memory before it ever runs (`compilation.ProgramTooLarge`)."""
+        leaves, tree = jax.tree.flatten(states)
+        sig = (num_epochs, tree, tuple((x.shape, x.dtype, getattr(x, "sharding", None)) for x in leaves))
+        compiled = self._compiled_chunks.get(sig)
+        if compiled is None:
+            compiled = self.chunk_program.lower(states, num_epochs).compile()
+            runs = int(np.shape(states.epoch)[0]) if np.ndim(states.epoch) else 1
+            check_fits(compiled, f"training {runs} run(s) of U={self.U}, E={self.E} with {self.num_envs} envs x "
+                                 f"{self.T} slots per epoch ({num_epochs} epochs per call)",
+                       "the envs (--envs), the slots per epoch (--slots-per-epoch), the users and servers, "
+                       "or the seeds trained at once")
+            self._compiled_chunks[sig] = compiled
+        return compiled
+
+    @property
+    def compiled_chunks(self) -> int:
+        """How many training programs this learner has compiled (one per state shape and chunk length)."""
+        return len(self._compiled_chunks)
 
     def epochs_done(self, states: TrainState) -> int:
         return int(np.asarray(states.epoch).reshape(-1)[0])
