@@ -171,7 +171,10 @@ def _build_parser() -> argparse.ArgumentParser:
 def _workers(text: str):
     if text == "auto":
         return text
-    return _positive_int("--workers", 64)(text)
+    try:
+        return _positive_int("--workers", 64)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"--workers must be auto or an integer in [1, 64], got {text!r}") from None
 
 
 

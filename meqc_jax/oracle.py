@@ -168,7 +168,7 @@ def solve_slot(local, classical, quantum, feasible):
 
 
 def solve_batch(local, classical, quantum, feasible):
-    """`solve_slot` over any leading batch shape; returns (value [...], mode [..., U], server [..., U]).
+    """`solve_slot` (spec 11) over any leading batch shape; returns (value [...], mode [..., U], server [..., U]).
 
     The unconstrained best options and their validity are found for the whole batch at once; only
     the slots whose best options collide (two QPU tasks on one server, or a CPU user at a feasible

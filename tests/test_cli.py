@@ -19,6 +19,7 @@ def test_demo_runs_and_prints_breakdown(capsys):
     (["demo", "--servers", "abc"], "--servers"),
     (["demo", "--preset", "fast"], "--preset"),
     (["demo", "--slots", "-3"], "--slots"),
+    (["reproduce", "--quick", "--workers", "0"], "--workers"),
 ])
 def test_bad_arguments_one_line_no_traceback(args, field):
     res = subprocess.run([sys.executable, "-m", "meqc_jax.cli", *args], capture_output=True, text=True, timeout=120)

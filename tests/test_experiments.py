@@ -66,6 +66,12 @@ def test_config_validation_and_convergence_measure():
         ReproduceConfig(envs=3, slots_per_epoch=5, minibatches=2)
     with pytest.raises(ValueError, match="parts"):
         reproduce(ReproduceConfig.quick(), "/tmp/unused", parts=("fig11",))
+    with pytest.raises(ValueError, match=r"reproduce: workers=0 is invalid"):
+        reproduce(ReproduceConfig.quick(), "/tmp/unused", workers=0)
+    with pytest.raises(ValueError, match=r"ReproduceConfig.update_epochs="):
+        ReproduceConfig(update_epochs=0)
+    with pytest.raises(ValueError, match=r"ReproduceConfig.epochs_sweep="):
+        ReproduceConfig(epochs_sweep=0)
     curve = np.r_[np.linspace(100, 20, 30), np.full(70, 20.0)]
     assert 25 <= epochs_to_converge(curve) <= 32
     assert epochs_to_converge(np.full(10, 5.0)) == 5  # the first full smoothing window

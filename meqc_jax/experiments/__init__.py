@@ -69,7 +69,8 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=PARTS, p
     """Run (or skip, when already done) each part, then write `report.md`. Returns {part: data}.
 
     `workers` > 1 runs the parts in that many fresh processes (spawned, longest part first); every
-    part's numbers are those of a run in this process (each part seeds itself from `rc`). A part that
+    part's numbers are those of a run in this process (each part seeds itself from `rc`); workers draw
+    no progress bars (each part still logs one line when it ends). A part that
     fails does not stop the others: their outputs are written, then the first error is raised."""
     unknown = [p for p in parts if p not in PARTS]
     if unknown:

@@ -33,7 +33,9 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
         curves[torso] = np.asarray(metrics.cost)  # [runs, epochs]  (training cost, Eq. 12)
         learned.append(learner.sweep_policy(learner.acting_params(state), torso))
         learners[torso] = learner
-    eval_envs = max(1, math.ceil(rc.eval_envs * rc.sizes[0] / size))  # the same user-slots at every size
+    eval_envs = rc.eval_envs
+    if rc.eval_same_user_slots:  # the same user-slots at every size (opt-in; QUICK_CONVERGED sets it)
+        eval_envs = max(1, math.ceil(rc.eval_envs * rc.sizes[0] / size))
     res = evaluate(system, [*learned, *POLICY_NAMES], num_envs=eval_envs, num_slots=rc.eval_slots,
                    seed=rc.seed + 1_000_003, progress=progress, env_params=params,
                    compiler_options=common.compiler_options(rc))
