@@ -11,6 +11,8 @@ baselines may read the full `env_state`.
     random_partitioning  server = the user's best-channel server, phi ~ U[0, 1]
     greedy               users in index order, each picks the (server, phi in {0, 0.1, ..., 1})
                          that minimizes the system cost given the earlier users' choices
+                         (with dynamics: priced under the carry as it stands; myopic)
+    lyapunov             drift-plus-penalty on the same solver (dynamics-spec section 7)
     oracle               the exact per-slot optimum of a central planner (meqc_jax.oracle)
 """
 
@@ -23,11 +25,10 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from meqc_jax import dynamics
 from meqc_jax.config import SystemConfig
-from meqc_jax.cost import option_costs
 from meqc_jax.env import EnvState
 from meqc_jax.oracle import oracle_act, oracle_cost
+from meqc_jax.slot_solver import GREEDY_GRID, greedy_action, lyapunov_action
 
 
 
@@ -69,66 +70,36 @@ def _random_partitioning(config: SystemConfig):
     return Policy("random_partitioning", act)
 
 
-GREEDY_GRID = 11  # phi in {0, 0.1, ..., 1}
-
-
-def greedy_action(config: SystemConfig, env_state: EnvState, grid: int = GREEDY_GRID):
-    """Spec 11 greedy: users in index order (a `lax.scan`), each choosing the option that minimizes
-    the system cost of the users placed so far, QPU occupancy included.
-
-    A user that offloads a fraction to a server where its task is feasible requests that QPU
-    (spec 8), so its effect on the cost depends on the server's earlier requesters:
-    `cheapest` -- exact: it wins the QPU iff its cost with the QPU is strictly lower than the
-    holder's, and the holder then falls back to the server's CPUs;
-    `arrival` -- in expectation over the random order: with m requesters each wins w.p. 1/m.
-    Keeping everything local is always a candidate, so greedy is never worse than `local` (exactly
-    under `cheapest`, in expectation under `arrival`).
-    """
-    sc, tk = env_state.scenario, env_state.tasks
-    U, E = tk.g.shape
-    cond = dynamics.conditions(env_state.carry, config, sc, tk)  # the carry's waits as they stand (None: paper)
-    phis = jnp.linspace(0.0, 1.0, grid)[:-1]  # phi = 1 is the local candidate
-    table = jax.vmap(lambda p: option_costs(config, sc, tk, jnp.full((U,), p), cond))(phis)
-    classical, quantum, feasible = table.classical, table.quantum, table.feasible[0]  # [P, U, E]
-    local = option_costs(config, sc, tk, jnp.ones(U), cond).classical[:, 0]
-    cheapest = config.arbitration == "cheapest"
-
-    def place(carry, u):
-        cc, cq, f = classical[:, u, :], quantum[:, u, :], feasible[u][None, :]  # [P, E]
-        if cheapest:
-            held, hold_q, hold_c = carry
-            steal = cq < hold_q[None, :]
-            d_request = jnp.where(held[None, :], jnp.where(steal, cq + (hold_c - hold_q)[None, :], cc), cq)
-        else:
-            count, gain_sum = carry  # requesters per server, sum of their (c_Q - c_E)
-            prev = jnp.where(count > 0, gain_sum / jnp.maximum(count, 1), 0.0)
-            d_request = cc + (gain_sum[None, :] + cq - cc) / (count[None, :] + 1) - prev[None, :]
-        delta = jnp.where(f, d_request, cc).ravel()  # [P * E]
-        best = jnp.argmin(delta)
-        offload = delta[best] < local[u]  # ties keep the task local
-        p, e = best // E, best % E
-        requests = offload & feasible[u, e]
-        if cheapest:
-            wins = requests & (~held[e] | (cq[p, e] < hold_q[e]))
-            carry = (held.at[e].set(held[e] | requests),
-                     hold_q.at[e].set(jnp.where(wins, cq[p, e], hold_q[e])),
-                     hold_c.at[e].set(jnp.where(wins, cc[p, e], hold_c[e])))
-        else:
-            carry = (count.at[e].add(requests.astype(count.dtype)),
-                     gain_sum.at[e].add(jnp.where(requests, cq[p, e] - cc[p, e], 0.0)))
-        return carry, (jnp.where(offload, e, 0).astype(jnp.int32), jnp.where(offload, phis[p], 1.0))
-
-    zeros = jnp.zeros(E)
-    init = (jnp.zeros(E, bool), zeros, zeros) if cheapest else (jnp.zeros(E, jnp.int32), zeros)
-    _, (server, phi) = jax.lax.scan(place, init, jnp.arange(U))
-    return server, phi
-
-
 def _greedy(config: SystemConfig):
     return Policy("greedy", lambda key, env_state, obs: greedy_action(config, env_state), centralized=True)
 
 
+def lyapunov_policy(config: SystemConfig, v: float | None = None, theta: float | None = None) -> Policy:
+    """Drift-plus-penalty (dynamics-spec section 7) with weight `v` on the cost and LODCO's battery
+    perturbation `theta` (J); defaults `LYAPUNOV_V` and the battery capacity. Named `lyapunov` at the
+    defaults, `lyapunov(V=.., theta=..)` otherwise; one Policy object per (config, v, theta)."""
+    v = LYAPUNOV_V if v is None else float(v)
+    theta = float(config.battery_j) if theta is None else float(theta)
+    if not v > 0:
+        raise ValueError(f"lyapunov: v={v!r} is invalid: allowed a number > 0")
+    return _cached_lyapunov(config, v, theta)
+
+
+# the default weight on the cost; `meqc_jax.experiments` sweeps it (docs/model.md, calibration)
+LYAPUNOV_V = 10.0
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_lyapunov(config: SystemConfig, v: float, theta: float) -> Policy:
+    default = v == LYAPUNOV_V and theta == float(config.battery_j)
+    name = "lyapunov" if default else f"lyapunov(V={v:g},theta={theta:g})"
+    return Policy(name, lambda key, env_state, obs: lyapunov_action(config, env_state, v, theta), centralized=True)
+
+
 def _oracle(config: SystemConfig):
+    if config.dynamics:
+        raise ValueError(f"oracle: the per-slot MIP is an optimum only without dynamics, got SystemConfig.dynamics="
+                         f"{config.dynamics!r}; allowed: (); with dynamics compare to meqc_jax.clairvoyant")
     return Policy("oracle", lambda key, env_state, obs: oracle_act(config, env_state), centralized=True, host=True)
 
 
@@ -140,6 +111,8 @@ class PolicyEntry:
     factory: Callable
     description: str
     reference: bool = False
+    # which models it applies to: "any", "paper" (no dynamics) or "dynamics" (some carried state)
+    models: str = "any"
 
 
 # The policy registry: every name the CLI, the evaluation and the figures list comes from here.
@@ -148,11 +121,23 @@ POLICIES: dict[str, PolicyEntry] = {
     "local": PolicyEntry(_local, "every task computed on its device (phi = 1)"),
     "random_offloading": PolicyEntry(_random_offloading, "a uniformly random server, the whole task offloaded"),
     "random_partitioning": PolicyEntry(_random_partitioning, "the best-channel server, phi ~ U[0, 1]"),
-    "greedy": PolicyEntry(_greedy, "users in index order each pick the option cheapest for the system so far"),
-    "oracle": PolicyEntry(_oracle, "the exact per-slot optimum of a central planner (HiGHS MIP)", reference=True),
+    "greedy": PolicyEntry(_greedy, "users in index order each pick the option cheapest for the system so far "
+                                   "(with dynamics: priced under the carry as it stands, one slot at a time)"),
+    "lyapunov": PolicyEntry(lyapunov_policy, "drift-plus-penalty: greedy's solver on V x cost + backlog-weighted work "
+                                             "- (battery - theta) x device energy", models="dynamics"),
+    "oracle": PolicyEntry(_oracle, "the exact per-slot optimum of a central planner (HiGHS MIP)", reference=True,
+                          models="paper"),
 }
-POLICY_NAMES = tuple(POLICIES)
-BASELINE_NAMES = tuple(n for n, e in POLICIES.items() if not e.reference)
+# the policies of the paper's model (every figure of the reproduction lists these)
+POLICY_NAMES = tuple(n for n, e in POLICIES.items() if e.models != "dynamics")
+BASELINE_NAMES = tuple(n for n in POLICY_NAMES if not POLICIES[n].reference)
+
+
+def policy_names(config: SystemConfig) -> tuple[str, ...]:
+    """The registered policies that apply to `config`: the paper's set without dynamics; with dynamics
+    the baselines and `lyapunov` (the per-slot oracle is no optimum there)."""
+    model = "dynamics" if config.dynamics else "paper"
+    return tuple(n for n, e in POLICIES.items() if e.models in ("any", model))
 
 
 def make_policy(name: str, config: SystemConfig) -> Policy:
@@ -180,5 +165,5 @@ def parse_policy_names(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-__all__ = ["BASELINE_NAMES", "POLICIES", "POLICY_NAMES", "Policy", "PolicyEntry", "greedy_action", "make_policy",
-           "oracle_cost", "parse_policy_names"]
+__all__ = ["BASELINE_NAMES", "POLICIES", "POLICY_NAMES", "Policy", "PolicyEntry", "greedy_action", "lyapunov_policy",
+           "make_policy", "oracle_cost", "parse_policy_names", "policy_names"]

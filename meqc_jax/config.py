@@ -114,6 +114,16 @@ class SystemConfig:
     # opt-in dynamics carried between slots (meqc_jax.dynamics; dynamics-spec.md); () = the paper's model
     dynamics: tuple[str, ...] = ()
 
+    # --- dynamics constants (dynamics-spec.md sections 1-5); unused while `dynamics` is empty ---
+    p_task: float = 1.0  # probability that a user has a task in a slot (section 1)
+    slot_s: float = 25.0  # tau, the slot length in seconds: what a server drains per slot (section 2)
+    max_wait_s: float | None = None  # longest admitted queue wait, s; None -> 20 slot_s (section 2)
+    drop_penalty_s: float | None = None  # latency charged for a dropped task, s; None -> max_wait_s (section 5)
+    battery_j: float = 20.0  # device battery capacity, J (section 3)
+    harvest_mean_j: float = 2.0  # mean energy harvested per slot, J; h ~ U[0, 2 harvest_mean_j] (section 3)
+    drift_rho: float = 0.98  # slot-to-slot correlation of log t1 (section 4)
+    drift_sigma: float = 1.0  # stationary standard deviation of log t1 (section 4)
+
     # --- scenario, drawn per episode (spec section 2) ---
     f_local_choices_ghz: tuple[float, ...] = (1.0, 2.0, 3.0)
     p_tx_range_mw: tuple[float, float] = (0.01, 0.2)
@@ -179,6 +189,20 @@ class SystemConfig:
         # names are checked against the registry of meqc_jax.dynamics when an env is built
         c.check("dynamics", isinstance(self.dynamics, tuple) and all(isinstance(n, str) and n for n in self.dynamics)
                 and len(set(self.dynamics)) == len(self.dynamics), "a tuple of distinct dynamics names")
+        real("p_task", 0.0, 1.0, lo_open=False)
+        real("slot_s", 1e-6, 1e6, lo_open=False)
+        if self.max_wait_s is not None:
+            real("max_wait_s", 0.0, 1e8, lo_open=False)
+        if self.drop_penalty_s is not None:
+            real("drop_penalty_s", 0.0, 1e9, lo_open=False)
+        if self.drop_penalty < self.max_wait:  # a drop must never look cheaper than the longest admitted wait
+            _fail("drop_penalty_s", self.drop_penalty_s, f"a latency >= max_wait_s = {self.max_wait} s")
+        real("battery_j", 1e-9, 1e9, lo_open=False)
+        real("harvest_mean_j", 0.0, 1e9, lo_open=False)
+        real("drift_rho", 0.0, 1.0, lo_open=False)
+        if self.drift_rho >= 1.0:
+            _fail("drift_rho", self.drift_rho, "a finite number in [0, 1)")
+        real("drift_sigma", 0.0, 5.0, lo_open=False)
 
         # Supported ranges: generous around the paper's values, bounded so that float32 holds
         # every intermediate quantity (see _check_float32_headroom for the joint check).
@@ -240,7 +264,7 @@ class SystemConfig:
         work = s_max / si.quantum_unit * (si.prims_range[1] + 2 * si.c_b + 5)
         n1, n2, nm = physics.gates_per_logical_qubit(k_max)
         d_q = work * (si.tau_1 * n1 + si.tau_2 * n2 + si.tau_m * nm)
-        t1_hi = si.t1 * math.exp(6.0 * si.t1_jitter_sigma)
+        t1_hi = si.t1 * math.exp(6.0 * si.t1_jitter_sigma + (8.0 * self.drift_sigma if "drift" in self.dynamics else 0.0))
         p2 = physics.two_qubit_gate_power(t1_hi, si)
         power = p2 * (n1 + n2 + nm) + physics.qubit_static_power(si) * physics.physical_qubits_per_logical(k_max)
         e_q = (work if self.energy_model == "paper" else d_q) * power
@@ -265,6 +289,16 @@ class SystemConfig:
         """(lam_d, lam_e): the preset's weights, each overridden by an explicit field."""
         ld, le = WEIGHT_PRESETS[self.preset]
         return (ld if self.lam_d is None else float(self.lam_d), le if self.lam_e is None else float(self.lam_e))
+
+    @property
+    def max_wait(self) -> float:
+        """The longest queue wait a task is admitted with, s (dynamics-spec section 2; default 20 slots)."""
+        return 20.0 * float(self.slot_s) if self.max_wait_s is None else float(self.max_wait_s)
+
+    @property
+    def drop_penalty(self) -> float:
+        """Latency charged for a dropped task, s (dynamics-spec section 5; default `max_wait`)."""
+        return self.max_wait if self.drop_penalty_s is None else float(self.drop_penalty_s)
 
     @functools.cached_property
     def si(self) -> SIParams:

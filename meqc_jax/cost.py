@@ -42,6 +42,15 @@ class CostBreakdown:
     device_energy: jnp.ndarray  # [U] J spent on the device, e_L + e_O (Eqs. 1, 3; dynamics-spec section 3's e_dev)
     cpu_cycles: jnp.ndarray  # [U] cycles of the offloaded part run on the server's CPUs (0 if local or on a QPU)
     qpu_seconds: jnp.ndarray  # [U] s of QPU execution, d_Q of Eq. 7 (0 unless granted the QPU)
+    # dynamics-spec sections 1 and 5 (the paper's model: every user has a task, none is dropped)
+    has_task: jnp.ndarray  # [U] bool, the user had a task this slot (a user without one costs 0)
+    dropped: jnp.ndarray  # [U] bool, the task was dropped (costs lam_d drop_penalty, no energy)
+    drop_reason: jnp.ndarray  # [U] int32, DROP_NONE, DROP_QUEUE or DROP_BATTERY
+    ignored: jnp.ndarray  # [] int, users without a task whose action was ignored
+
+
+DROP_NONE, DROP_QUEUE, DROP_BATTERY = 0, 1, 2
+DROP_REASONS = ("none", "queue", "battery")
 
 
 @struct.dataclass
@@ -56,6 +65,14 @@ class SlotConditions:
     # dynamics-spec section 2: the backlog ahead of a new arrival, added to d_O + d_E (CPU) or d_O + d_Q (QPU)
     cpu_wait: jnp.ndarray | None = None  # [E] s a task offloaded to e's CPUs waits before service
     qpu_wait: jnp.ndarray | None = None  # [E] s a task granted e's QPU waits before service
+    # section 1: which users have a task this slot ([U] bool); None: all (the paper)
+    has_task: jnp.ndarray | None = None
+    # section 3: each device's battery charge, J ([U]); a task needing more device energy is dropped
+    battery: jnp.ndarray | None = None
+    # section 2: the servers are FIFO queues. The slot's arrivals at a server queue behind its backlog
+    # and behind each other in arrival order, every feasible QPU requester runs on the QPU (Eq. 13b
+    # becomes a queue), and a task whose wait would exceed `max_wait_s` is dropped.
+    queued: bool = struct.field(pytree_node=False, default=False)
 
 
 @struct.dataclass
@@ -200,17 +217,61 @@ def slot_cost(
         d_cpu = d_cpu + jnp.where(phi < 1.0, conditions.cpu_wait[server], 0.0)
     if conditions.qpu_wait is not None:
         d_qpu = d_qpu + jnp.where(phi < 1.0, conditions.qpu_wait[server], 0.0)
-    cost_c, lat_c, en_c = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_cpu, e_o + e_e)
-    cost_q, lat_q, en_q = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_qpu, e_o + e_q)
 
     requested = (phi < 1.0) & feasible[jnp.arange(U), server]
-    granted = arbitrate(config.arbitration, server, requested, cost_q, key, E, preferred)
+    # dynamics-spec sections 1, 3: who takes part in the slot (a user without a task, or whose device
+    # lacks the energy for its action, neither requests a QPU nor joins a queue)
+    has_task = jnp.ones(U, bool) if conditions.has_task is None else conditions.has_task
+    e_dev = e_l + e_o
+    battery_drop = jnp.zeros(U, bool) if conditions.battery is None else has_task & (e_dev > conditions.battery)
+    dyn = conditions.has_task is not None or conditions.battery is not None or conditions.queued
+    if dyn:
+        requested = requested & has_task & ~battery_drop
+    queue_drop = jnp.zeros(U, bool)
+    if conditions.queued:
+        # section 2: FIFO behind the backlog and the slot's earlier arrivals, in the arrival order
+        order = arrival_priority(config.arbitration, key, U)
+        granted = requested
+        on_cpu = has_task & ~battery_drop & (phi < 1.0) & ~granted
+        cycles = (1.0 - phi) * (tasks.s * tasks.n)
+        ahead_cpu = fifo_ahead(server, order, jnp.where(on_cpu, cycles, 0.0)) / scenario.f_edge[server]
+        ahead_qpu = fifo_ahead(server, order, jnp.where(granted, d_q, 0.0))
+        d_cpu, d_qpu = d_cpu + ahead_cpu, d_qpu + ahead_qpu
+        w_cpu = ahead_cpu + (0.0 if conditions.cpu_wait is None else conditions.cpu_wait[server])
+        w_qpu = ahead_qpu + (0.0 if conditions.qpu_wait is None else conditions.qpu_wait[server])
+        # waits grow along the order, so dropping every task whose wait (counting all earlier arrivals)
+        # exceeds the bound is exactly the sequential rule: the first one over it and all after it
+        queue_drop = jnp.where(granted, w_qpu, jnp.where(on_cpu, w_cpu, 0.0)) > config.max_wait
+        granted = granted & ~queue_drop
+    cost_c, lat_c, en_c = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_cpu, e_o + e_e)
+    cost_q, lat_q, en_q = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_qpu, e_o + e_q)
+    if not conditions.queued:
+        granted = arbitrate(config.arbitration, server, requested, cost_q, key, E, preferred)
     per_user = jnp.where(granted, cost_q, cost_c)
+    latency = jnp.where(granted, lat_q, lat_c)
+    energy = jnp.where(granted, en_q, en_c)
+    cpu_cycles = jnp.where(granted, 0.0, (1.0 - phi) * (tasks.s * tasks.n))
+    qpu_seconds = jnp.where(granted, d_q, 0.0)
+    dropped = jnp.zeros(U, bool)
+    reason = jnp.zeros(U, jnp.int32)
+    if dyn:
+        dropped = battery_drop | queue_drop
+        reason = jnp.where(battery_drop, DROP_BATTERY, jnp.where(queue_drop, DROP_QUEUE, DROP_NONE)).astype(jnp.int32)
+        # section 5: a dropped task costs lam_d drop_penalty and no energy; a user without a task costs nothing
+        penalty = config.drop_penalty
+        served = has_task & ~dropped
+        per_user = jnp.where(dropped, lam_d * penalty, jnp.where(served, per_user, 0.0))
+        latency = jnp.where(dropped, penalty, jnp.where(served, latency, 0.0))
+        energy = jnp.where(served, energy, 0.0)
+        e_dev = jnp.where(served, e_dev, 0.0)
+        cpu_cycles = jnp.where(served, cpu_cycles, 0.0)
+        qpu_seconds = jnp.where(served, qpu_seconds, 0.0)
+        granted = granted & served
     return CostBreakdown(
         total=jnp.sum(per_user),
         per_user=per_user,
-        latency=jnp.where(granted, lat_q, lat_c),
-        energy=jnp.where(granted, en_q, en_c),
+        latency=latency,
+        energy=energy,
         quantum=granted,
         requested=requested,
         feasible=feasible,
@@ -218,10 +279,49 @@ def slot_cost(
         phi=phi,
         clipped_server=clipped_server,
         clipped_phi=clipped_phi,
-        device_energy=e_l + e_o,
-        cpu_cycles=jnp.where(granted, 0.0, (1.0 - phi) * (tasks.s * tasks.n)),
-        qpu_seconds=jnp.where(granted, d_q, 0.0),
+        device_energy=e_dev,
+        cpu_cycles=cpu_cycles,
+        qpu_seconds=qpu_seconds,
+        has_task=has_task,
+        dropped=dropped,
+        drop_reason=reason,
+        ignored=jnp.sum((~has_task).astype(jnp.int32)),
     )
+
+
+def arrival_priority(rule: str, key, num_users: int):
+    """The slot's arrival order as a priority per user (lower arrives first): a fresh uniform draw
+    under `arrival` (the same draw `arbitrate` uses), the user index under `cheapest` (dynamics-spec 2)."""
+    if rule == "arrival":
+        if key is None:
+            raise ValueError("slot_cost: arbitration='arrival' draws the arrival order from `key`; got key=None")
+        return jax.random.uniform(key, (num_users,))
+    return jnp.arange(num_users, dtype=float)
+
+
+# Up to this many users the FIFO prefix is a [U, U] masked sum (cheap and exact); above, a sort.
+_PAIRWISE_FIFO_MAX_USERS = 64
+
+
+def fifo_ahead(server, priority, work):
+    """Work queued ahead of each user within the slot: the sum of `work` of the users at the same
+    server that arrive earlier (lower `priority`; ties by user index). Shapes [U] -> [U]."""
+    U = server.shape[0]
+    idx = jnp.arange(U)
+    if U <= _PAIRWISE_FIFO_MAX_USERS:
+        earlier = (priority[None, :] < priority[:, None]) | ((priority[None, :] == priority[:, None])
+                                                             & (idx[None, :] < idx[:, None]))
+        ahead = (server[None, :] == server[:, None]) & earlier  # [u, v]: v is ahead of u
+        return jnp.sum(jnp.where(ahead, work[None, :], 0.0), axis=1)
+    order = jnp.lexsort((idx, priority, server))  # by server, then arrival
+    w_sorted = work[order]
+    s_sorted = server[order]
+    incl = jnp.cumsum(w_sorted)
+    # the cumulative work at the start of each server's run, subtracted to restart the sum per server
+    start = jnp.concatenate([jnp.ones(1, bool), s_sorted[1:] != s_sorted[:-1]])
+    run_base = jax.lax.cummax(jnp.where(start, jnp.arange(U), 0))
+    ahead_sorted = (incl - w_sorted) - (incl - w_sorted)[run_base]
+    return jnp.zeros(U, work.dtype).at[order].set(ahead_sorted)
 
 
 def _option_terms(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi, conditions: SlotConditions | None = None):
@@ -334,3 +434,31 @@ def option_table(config: SystemConfig, scenario: Scenario, tasks: Tasks,
     quantum, phi_q = best(cands_q)
     return OptionTable(local=local, classical=classical, quantum=quantum, phi_classical=phi_c,
                        phi_quantum=phi_q, feasible=feasible)
+
+
+@struct.dataclass
+class OptionLoads:
+    """What every (user, server) option at a given phi puts on the device and the servers (dynamics-spec
+    sections 2, 3, 7), shapes [U, E]: the inputs of carry-aware planners (`meqc_jax.slot_solver`)."""
+
+    device_energy: jnp.ndarray  # J, e_L + e_O (the battery's e_dev)
+    cpu_seconds: jnp.ndarray  # s of e's CPU time the offloaded part needs, (1 - phi) cycles / f_edge[e]
+    qpu_seconds: jnp.ndarray  # s of e's QPU time, d_Q of Eq. 7
+
+
+def option_loads(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi) -> OptionLoads:
+    """`OptionLoads` of every option at local fraction `phi` ([U] or [U, E]), the same terms `slot_cost` uses."""
+    si = config.si
+    profile = physics.qpu_profile(si, scenario.phys_qubits, scenario.k, tasks.t1_slot)
+    phi = jnp.clip(jnp.asarray(phi, dtype=float), 0.0, 1.0)
+    phi = phi[:, None] if phi.ndim == 1 else phi
+    col = lambda x: x[:, None]  # noqa: E731
+    row = lambda x: x[None, :]  # noqa: E731
+    _, e_l, _, e_o, d_e, _ = classical_terms(
+        si, col(tasks.s), col(tasks.n), phi, col(scenario.f_local), col(scenario.p_tx), tasks.g, row(scenario.f_edge)
+    )
+    d_q, _ = quantum_terms(si, config.energy_model, col(tasks.s), col(tasks.q), phi,
+                           row(profile.latency_per_unit), row(profile.power_per_unit))
+    shape = tasks.g.shape
+    return OptionLoads(device_energy=jnp.broadcast_to(e_l + e_o, shape), cpu_seconds=jnp.broadcast_to(d_e, shape),
+                       qpu_seconds=jnp.broadcast_to(d_q, shape))

@@ -43,7 +43,10 @@ from meqc_jax.config import SystemConfig
 from meqc_jax.env import MEQCEnv
 from meqc_jax.progress import ProgressBar
 
-METRICS = ("cost", "latency", "energy", "quantum_share", "qpu_offload_share", "feasible_share")
+METRICS = ("cost", "latency", "energy", "quantum_share", "qpu_offload_share", "feasible_share", "drop_share")
+# with carried state, per slot and instance: the mean over servers of the waits ahead at the slot's
+# start (queues), the mean device charge (battery); recorded only when that dynamic is on
+CARRY_METRICS = ("cpu_wait_s", "qpu_wait_s", "battery_j", "cpu_load")
 TRANSITIONS = ("auto", "shared", "per_policy")
 # A user "served by a QPU" for `qpu_offload_share` holds a QPU *and* offloads at least this much of
 # its task: the oracle may hold a QPU at phi ~ 1 (a tie with local execution), which is not service.
@@ -79,7 +82,26 @@ def slot_metrics(c) -> dict:
         "quantum_share": jnp.mean(c.quantum.astype(float), axis=-1),
         "qpu_offload_share": jnp.mean((c.quantum & (c.phi <= 1.0 - QPU_OFFLOAD_MIN)).astype(float), axis=-1),
         "feasible_share": jnp.mean(jnp.any(c.feasible, axis=-1).astype(float), axis=-1),
+        "drop_share": jnp.mean(c.dropped.astype(float), axis=-1),
     }
+
+
+def carry_metrics(state, c=None, slot_s: float = 1.0) -> dict:
+    """`CARRY_METRICS` of the states at a slot's start ([P, N] instances), those of the active dynamics;
+    with the slot's priced `c`, the CPU load: seconds of CPU work that arrived per second of service
+    (the utilisation each queue would have if it drained nothing else), averaged over servers."""
+    out = {}
+    if "queues" in state.carry:
+        q = state.carry["queues"]
+        out["cpu_wait_s"] = jnp.mean(q["cpu_backlog"] / state.scenario.f_edge, axis=-1)
+        out["qpu_wait_s"] = jnp.mean(q["qpu_backlog"], axis=-1)
+        if c is not None:
+            E = state.scenario.f_edge.shape[-1]
+            arrived = jax.vmap(jax.vmap(lambda srv, cyc: jnp.zeros(E).at[srv].add(cyc)))(c.server, c.cpu_cycles)
+            out["cpu_load"] = jnp.mean(arrived / (state.scenario.f_edge * slot_s), axis=-1)
+    if "battery" in state.carry:
+        out["battery_j"] = jnp.mean(state.carry["battery"]["battery"], axis=-1)
+    return out
 
 
 def chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, transitions: str, compiler_options=None):
@@ -128,9 +150,10 @@ def chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, transitions: 
         new, metrics = [], []
         for i, (act, (obs, state)) in enumerate(zip(acts, carry)):
             action = act(pol_params[i], split2(jax.random.fold_in(k_act, i), shape), state, obs)
+            before = state
             obs, state, _, _, info = step(env_keys, state, action)
             new.append((obs, state))
-            metrics.append(slot_metrics(info["cost"]))
+            metrics.append({**slot_metrics(info["cost"]), **carry_metrics(before, info["cost"], env.config.slot_s)})
         return tuple(new), metrics
 
     one_slot = shared_slot if transitions == "shared" else per_policy_slot
@@ -158,8 +181,12 @@ def _summarize(per_slot: dict[str, np.ndarray]) -> dict[str, float]:
     units = cost.mean(axis=0) if N > 1 else cost[:, 0]
     half = 1.96 * units.std(ddof=1) / math.sqrt(len(units)) if len(units) > 1 else float("nan")
     out = {"mean_cost": float(cost.mean()), "ci95": float(half), "slots": int(T * N)}
-    for m in ("latency", "energy", "quantum_share", "qpu_offload_share", "feasible_share"):
+    for m in ("latency", "energy", "quantum_share", "qpu_offload_share", "feasible_share", "drop_share"):
         out["mean_" + m if m in ("latency", "energy") else m] = float(per_slot[m].astype(np.float64).mean())
+    for m in CARRY_METRICS:
+        if m in per_slot:
+            out["mean_" + m] = float(per_slot[m].astype(np.float64).mean())
+            out["final_" + m] = float(per_slot[m][-1].astype(np.float64).mean())  # at the last slot: a trend?
     return out
 
 
@@ -239,7 +266,7 @@ def evaluate(
         pieces.append(jax.tree.map(sharding.to_host, metrics))
         bar.advance(f"slots {min((c + 1) * chunk, num_slots)}/{num_slots}")
     bar.close()
-    per_slot = {pol.name: {m: np.concatenate([p[i][m] for p in pieces])[:num_slots] for m in METRICS}
+    per_slot = {pol.name: {m: np.concatenate([p[i][m] for p in pieces])[:num_slots] for m in pieces[0][i]}
                 for i, pol in enumerate(pols)}
     wall = {"all": time.perf_counter() - t0}
 

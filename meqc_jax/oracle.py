@@ -24,8 +24,6 @@ constraints, that assignment is optimal; only the others go to HiGHS.
 from __future__ import annotations
 
 import functools
-import os
-import sys
 
 import highspy
 import jax
@@ -34,6 +32,7 @@ import numpy as np
 
 from meqc_jax import dynamics
 from meqc_jax.config import SystemConfig
+from meqc_jax.highs import new_highs
 from meqc_jax.cost import HOLD_PHI, OptionTable, option_table
 from meqc_jax.tasks import Scenario, Tasks
 
@@ -56,29 +55,6 @@ def _assignment_value(local, classical, quantum, mode, server) -> float:
     users = np.arange(len(local))
     return float(np.sum(np.select([mode == CLASSICAL, mode == QUANTUM],
                                   [classical[users, server], quantum[users, server]], local)))
-
-
-_BANNER_SHOWN = False
-
-
-def _new_highs() -> highspy.Highs:
-    """A silent HiGHS instance (its first construction prints a banner on fd 1; swallow it once)."""
-    global _BANNER_SHOWN
-    if _BANNER_SHOWN:
-        h = highspy.Highs()
-    else:
-        sys.stdout.flush()
-        saved = os.dup(1)
-        try:
-            with open(os.devnull, "w") as devnull:
-                os.dup2(devnull.fileno(), 1)
-                h = highspy.Highs()
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
-        _BANNER_SHOWN = True
-    h.setOptionValue("output_flag", False)
-    return h
 
 
 def _solve_mip(local, classical, quantum, feasible):
@@ -116,7 +92,7 @@ def _solve_mip(local, classical, quantum, feasible):
         row_upper.append(0.0)
         r += 1
 
-    h = _new_highs()
+    h = new_highs()
     h.setOptionValue("mip_rel_gap", 1e-9)
     h.setOptionValue("mip_abs_gap", 0.0)
     h.setOptionValue("threads", 1)

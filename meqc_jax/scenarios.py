@@ -86,4 +86,24 @@ register(DEFAULT_SCENARIO,
          "the paper's model as model-spec.md pins it down: U = E = 10, 500-slot episodes, balanced weights, "
          "no state carried between slots")
 
-__all__ = ["DEFAULT_SCENARIO", "SCENARIOS", "Registration", "get", "make", "names", "register", "scenario_config"]
+# dynamics-spec.md: state that carries between slots. Calibrated at U = E = 10, balanced weights
+# (benchmarks/calibrate_dynamics.py; the measurements are in docs/model.md, "Dynamics: calibration").
+HANDSET_P_TX_MW = (100.0, 500.0)  # a transmission costs ~1-6 J: the only powers at which a battery binds
+register("MEQC-Queues-v0",
+         "the paper's model with FIFO server queues drained every 20 s slot (waits over 400 s drop); "
+         "myopic greedy pays 1.35 x drift-plus-penalty",
+         dynamics=("queues",), slot_s=20.0)
+register("MEQC-Battery-v0",
+         "the paper's model with 20 J device batteries harvesting 2 J per slot on average, at handset transmit "
+         "powers of 100-500 mW (the paper's 0.01-0.2 mW never drain a battery)",
+         dynamics=("battery",), battery_j=20.0, harvest_mean_j=2.0, p_tx_range_mw=HANDSET_P_TX_MW)
+register("MEQC-Drift-v0",
+         "the paper's model with each QPU's t1 drifting as a log-space AR(1) (rho 0.98, spread 1.0), observed one "
+         "slot late; exogenous, so it bites learners that see the past, not a planner that sees the present",
+         dynamics=("drift",), drift_rho=0.98, drift_sigma=1.0)
+register("MEQC-Sustainable-v0",
+         "queues, batteries and drifting qubits together: 20 s slots, 20 J batteries harvesting 2 J, handset powers",
+         dynamics=("queues", "battery", "drift"), slot_s=20.0, battery_j=20.0, harvest_mean_j=2.0,
+         p_tx_range_mw=HANDSET_P_TX_MW, drift_rho=0.98, drift_sigma=1.0)
+
+__all__ = ["DEFAULT_SCENARIO", "HANDSET_P_TX_MW", "SCENARIOS", "Registration", "get", "make", "names", "register", "scenario_config"]

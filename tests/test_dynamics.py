@@ -88,7 +88,9 @@ def test_conditions_add_the_wait_to_cpu_offloaded_users_only():
 
 def test_carry_is_priced_updated_observed_and_reset_with_the_episode():
     env = MEQCEnv(TOY)
-    assert not env.memoryless and env.obs_dim == MEQCEnv(PAPER).obs_dim + 2
+    # + has_task (dynamics-spec section 1, on with any dynamic) + one wait per server
+    assert not env.memoryless and env.obs_dim == MEQCEnv(PAPER).obs_dim + 1 + 2
+    assert [f.name for f in env.obs_fields[-2:]] == ["has_task", "cpu_wait"]
     assert env.obs_fields[-1].name == "cpu_wait" and env.obs_fields[-1].kind == "server"
     obs, state = env.reset(jax.random.key(0))
     np.testing.assert_array_equal(state.carry[ToyBacklog.name]["cycles"], 0.0)

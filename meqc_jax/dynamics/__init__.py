@@ -15,9 +15,14 @@ from __future__ import annotations
 import jax
 
 from meqc_jax.cost import SlotConditions
+from meqc_jax.dynamics.arrivals import Arrivals
 from meqc_jax.dynamics.base import OBS_KINDS, Dynamic, ObsSpec
+from meqc_jax.dynamics.battery import Battery
+from meqc_jax.dynamics.drift import Drift
+from meqc_jax.dynamics.queues import Queues
 
 _REGISTRY: dict[str, Dynamic] = {}
+ARRIVALS = Arrivals()  # implicit: on whenever any dynamic is
 
 
 def register(dynamic: Dynamic) -> Dynamic:
@@ -41,13 +46,16 @@ def describe() -> dict[str, str]:
 
 
 def active(config) -> tuple[Dynamic, ...]:
-    """The dynamics `config.dynamics` switches on, in its order (one-line ValueError for unknown names)."""
+    """The dynamics `config.dynamics` switches on, in its order, after the task arrivals (dynamics-spec
+    section 1) that every carried-state model shares; () for the paper. Unknown names: one-line ValueError."""
     unknown = [n for n in config.dynamics if n not in _REGISTRY]
     if unknown:
         allowed = ", ".join(_REGISTRY) or "none registered"
         raise ValueError(f"SystemConfig.dynamics={config.dynamics!r} is invalid: unknown {', '.join(unknown)}; "
                          f"allowed names: {allowed}")
-    return tuple(_REGISTRY[n] for n in config.dynamics)
+    if not config.dynamics:
+        return ()
+    return (ARRIVALS,) + tuple(_REGISTRY[n] for n in config.dynamics)
 
 
 def is_memoryless(config) -> bool:
@@ -111,6 +119,11 @@ def observe(carry: dict, config, scenario, tasks) -> dict:
         out.update(d.observe(carry[d.name], config, scenario, tasks))
     return out
 
+
+# ---------------------------------------------------------------------------- the registrations
+register(Queues())
+register(Battery())
+register(Drift())
 
 __all__ = ["OBS_KINDS", "Dynamic", "ObsSpec", "active", "conditions", "describe", "init", "is_memoryless", "names",
            "obs_specs", "observe", "register", "tasks", "update"]
