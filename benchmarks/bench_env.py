@@ -11,6 +11,13 @@ in one run (medians over repeats):
   * numpy -- `benchmarks/numpy_env.py`, one instance at a time with a loop over users; it is
              timed on min(N, 64) instances (its cost per user-slot does not depend on N).
 Prints the ratios and writes them as JSON (atomically).
+
+    python benchmarks/bench_env.py --dynamics [--out benchmarks/results/env_dynamics.json]
+
+Item 6 of the dynamics issue, side by side in one run at U = E = 10, N = 8192: the env step with all
+three dynamics on (MEQC-Sustainable-v0's dynamics) over the paper's step (target <= 1.5), and the
+evaluation of 5 policies on per-policy trajectories over the shared-transition evaluation of the
+same policies in the paper's model, where both apply (target <= 2).
 """
 
 from __future__ import annotations
@@ -118,11 +125,61 @@ def check_agreement(cfg: SystemConfig) -> float:
     return worst
 
 
+def bench_dynamics(n: int = 8192, size: int = 10, eval_envs: int = 256, eval_slots: int = 100) -> dict:
+    """The dynamics' step over the paper's, and per-policy over shared-transition evaluation (medians, paired)."""
+    from meqc_jax.evaluate import evaluate
+
+    paper = SystemConfig(num_users=size, num_servers=size)
+    dyn = paper.replace(dynamics=("queues", "battery", "drift"))
+    out = {"users": size, "servers": size, "num_envs": n, "dynamics": list(dyn.dynamics)}
+    U, E = size, size
+    runs = []
+    for cfg in (paper, dyn):
+        env = MEQCEnv(cfg)
+        _, states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), n))
+        ka, kp = jax.random.split(jax.random.key(1))
+        action = (jax.random.randint(ka, (n, U), 0, E), jax.random.uniform(kp, (n, U)))
+        step = jax.jit(jax.vmap(env.step))
+        keys = jax.random.split(jax.random.key(2), n)
+        jax.block_until_ready(step(keys, states, action))
+        runs.append(lambda step=step, keys=keys, states=states, action=action:
+                    jax.block_until_ready(step(keys, states, action)))
+    t_paper, t_dyn, ratio, reps = paired_times(runs[0], runs[1])
+    out.update(paper_step_s=t_paper, dynamics_step_s=t_dyn, step_dynamics_over_paper=ratio, step_reps=reps)
+    pols = ["local", "random_offloading", "random_partitioning", "greedy", "oracle"]
+    for tr in ("shared", "per_policy"):  # compile both first
+        evaluate(paper, pols, num_envs=eval_envs, num_slots=eval_slots, chunk=eval_slots, transitions=tr)
+    t_sh, t_pp, ratio_e, reps_e = paired_times(
+        lambda: evaluate(paper, pols, num_envs=eval_envs, num_slots=eval_slots, chunk=eval_slots, transitions="shared"),
+        lambda: evaluate(paper, pols, num_envs=eval_envs, num_slots=eval_slots, chunk=eval_slots,
+                         transitions="per_policy"), min_reps=5, min_total=5.0)
+    out.update(eval_envs=eval_envs, eval_slots=eval_slots, eval_policies=pols, shared_eval_s=t_sh,
+               per_policy_eval_s=t_pp, eval_per_policy_over_shared=1.0 / ratio_e, eval_reps=reps_e)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="N in {1, 64, 1024} and U = E = 10 only")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "env.json"))
+    ap.add_argument("--dynamics", action="store_true", help="only the dynamics' ratios (module docstring)")
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/env.json, or "
+                    "env_dynamics.json with --dynamics)")
     args = ap.parse_args()
+    results_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    if args.dynamics:
+        out = args.out or os.path.join(results_dir, "env_dynamics.json")
+        res = dict(bench_dynamics(), device=str(jax.devices()[0]), jax_version=jax.__version__,
+                   cpu_count=os.cpu_count(), date=time.strftime("%Y-%m-%d %H:%M:%S"))
+        print(f"U=E={res['users']} N={res['num_envs']}: step with {'+'.join(res['dynamics'])} / paper step = "
+              f"{res['step_dynamics_over_paper']:.2f} (median of {res['step_reps']} paired ratios; "
+              f"{res['paper_step_s'] * 1e3:.1f} vs {res['dynamics_step_s'] * 1e3:.1f} ms)")
+        print(f"evaluation of {len(res['eval_policies'])} policies, {res['eval_envs']} x {res['eval_slots']} slots: "
+              f"per-policy / shared = {res['eval_per_policy_over_shared']:.2f} "
+              f"({res['shared_eval_s']:.2f} vs {res['per_policy_eval_s']:.2f} s)")
+        atomic_write_json(out, res)
+        print(f"wrote {out}")
+        return
+    args.out = args.out or os.path.join(results_dir, "env.json")
     sizes = [10] if args.quick else [10, 30]
     ns = [1, 64, 1024] if args.quick else [1, 64, 1024, 8192, 65536]
     results = {

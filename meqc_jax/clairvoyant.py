@@ -93,6 +93,11 @@ def _tables(config: SystemConfig):
     return tables
 
 
+@functools.lru_cache(maxsize=16)
+def _stepper(config: SystemConfig):
+    return jax.jit(MEQCEnv(config).step)  # the draws do not depend on the env's reward
+
+
 def horizon_data(env: MEQCEnv, state, keys) -> HorizonData:
     """The H = len(keys) slots that `env.step(keys[t], ...)` will draw from `state` (one instance).
     Tasks, arrivals, orders and harvests do not depend on the actions (common random numbers), so
@@ -107,7 +112,7 @@ def horizon_data(env: MEQCEnv, state, keys) -> HorizonData:
                          f"(slots_per_episode={config.slots_per_episode}); allowed H <= {config.slots_per_episode - int(state.t)}")
     U, E = config.num_users, config.num_servers
     hold = (jnp.zeros(U, jnp.int32), jnp.ones(U))
-    step, tables = jax.jit(env.step), _tables(config)
+    step, tables = _stepper(config), _tables(config)
     rows, harvest, has_task = [], [], []
     carry0 = state.carry
     for t in range(H):

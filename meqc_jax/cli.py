@@ -18,7 +18,7 @@ from meqc_jax.agents.vqc import BACKENDS as VQC_BACKENDS
 from meqc_jax.baselines import BASELINE_NAMES, POLICIES, POLICY_NAMES
 from meqc_jax.compilation import ProgramTooLarge
 from meqc_jax.env import REWARDS
-from meqc_jax.experiments import PARTS
+from meqc_jax.experiments import DEFAULT_PARTS, DYNAMICS_PARTS, PARTS
 from meqc_jax.experiments.common import PAPER_EPOCHS
 from meqc_jax.learners.ppo import CRITICS, HPARAM_SETS
 from meqc_jax.scenarios import DEFAULT_SCENARIO, SCENARIOS
@@ -159,6 +159,9 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="override the epochs of every training (default: the paper's " + ", ".join(
                         f"{e} {t}" for t, e in PAPER_EPOCHS.items()) + "; --quick: fewer)")
     rp.add_argument("--only", default=None, help="comma-separated subset of the parts: " + ", ".join(PARTS))
+    rp.add_argument("--dynamics", action="store_true",
+                    help="also run the dynamics parts (" + ", ".join(DYNAMICS_PARTS) + "): one per scenario with "
+                         "carried state")
     rp.add_argument("--out", default=None, help="output folder (default runs/reproduce, or runs/reproduce-quick)")
     rp.add_argument("--force", action="store_true", help="redo parts already finished in --out")
     rp.add_argument("--workers", type=_workers, default="auto", metavar="N|auto",
@@ -395,7 +398,7 @@ def reproduce_cmd(args) -> int:
 
     from meqc_jax.experiments import ReproduceConfig, default_workers, device_description, reproduce
 
-    parts = PARTS
+    parts = DEFAULT_PARTS + (DYNAMICS_PARTS if args.dynamics else ())
     if args.only is not None:
         parts = tuple(x.strip() for x in args.only.split(",") if x.strip())
         bad = [x for x in parts if x not in PARTS]

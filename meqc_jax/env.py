@@ -41,7 +41,7 @@ from meqc_jax.tasks import Scenario, Tasks, compile_ray_tracing, sample_scenario
 # more than QCAP_OBS_CLIP times the largest task's qubits is "plenty" for every task.
 QCAP_OBS_CLIP = 4.0
 
-REWARDS = ("own", "shared")
+REWARDS = ("own", "shared", "mixed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,31 +51,42 @@ class Reward:
 
     `shared` (the paper, IV-A3): every agent gets -C / scale, C the system cost of Eq. 12.
     `own`: agent u gets -c_u / scale, its own share of C (the project's default for learning:
-    the shared reward's other terms are noise to one agent). `Reward.normalized` picks the scale
-    that makes either O(1); the env's default is the paper's unscaled -C.
+    the shared reward's other terms are noise to one agent).
+    `mixed`: -(c_u + others (C - c_u)) / scale, its own cost plus a share `others` of everyone else's:
+    with carried state an agent's action delays the others (a queue), which `own` ignores and
+    `shared` drowns in their noise. `Reward.normalized` picks the scale that makes each O(1); the
+    env's default is the paper's unscaled -C.
     A NaN `scale` is not refused: it makes every reward NaN, which the training loop's NaN stop reports.
     """
 
     kind: str = "shared"
     scale: float = 1.0
+    others: float = 0.0  # `mixed` only: the weight of the other agents' costs
 
     def __post_init__(self):
         if self.kind not in REWARDS:
             raise ValueError(f"Reward.kind={self.kind!r} is invalid: allowed one of {', '.join(REWARDS)}")
         if not isinstance(self.scale, (int, float)) or isinstance(self.scale, bool) or self.scale <= 0:
             raise ValueError(f"Reward.scale={self.scale!r} is invalid: allowed a number > 0")
+        if not isinstance(self.others, (int, float)) or isinstance(self.others, bool) or not 0 <= self.others <= 1:
+            raise ValueError(f"Reward.others={self.others!r} is invalid: allowed a number in [0, 1]")
 
     @classmethod
-    def normalized(cls, kind: str, config: SystemConfig, scale: float | None = None) -> Reward:
+    def normalized(cls, kind: str, config: SystemConfig, scale: float | None = None, others: float = 0.0) -> Reward:
         """`kind`'s reward divided so that it is O(1): by the per-user cost of keeping every task local
-        (`local_cost_scale`, or `scale` when given) for `own`, by U times it for `shared`."""
+        (`local_cost_scale`, or `scale` when given) for `own`, by U times it for `shared`, by
+        1 + others (U - 1) times it for `mixed`."""
         s = local_cost_scale(config) if scale is None else float(scale)
-        return cls(kind, s if kind == "own" else config.num_users * s)
+        weight = {"own": 1.0, "shared": config.num_users, "mixed": 1.0 + others * (config.num_users - 1)}[kind]
+        return cls(kind, weight * s, others if kind == "mixed" else 0.0)
 
     def __call__(self, breakdown: CostBreakdown) -> jnp.ndarray:
         """Per-agent rewards [U] of one priced slot."""
         if self.kind == "own":
             return -breakdown.per_user / self.scale
+        if self.kind == "mixed":
+            own = breakdown.per_user
+            return -(own + self.others * (breakdown.total - own)) / self.scale
         return jnp.full(breakdown.per_user.shape, -breakdown.total / self.scale)
 
 

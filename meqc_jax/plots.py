@@ -136,3 +136,40 @@ def plot_qpu_map(path: str, data: dict) -> None:
                  "(>= 1 % of the task offloaded), U = E = 10", y=1.03)
     save_figure(fig, path)
     plt.close(fig)
+
+
+def plot_dynamics_part(path: str, data: dict, title: str = "") -> None:
+    """A dynamics part (experiments/sustainable.py): cost per slot over the episode for every policy, total
+    cost vs V for drift-plus-penalty with greedy and PPO as lines, and each policy's gap to the
+    clairvoyant bound on small instances."""
+    plt = _plt()
+    fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(15, 4.2))
+    shown = ["local", "random_offloading", "greedy", data["best_lyapunov"], "ppo"]
+    for i, name in enumerate(shown):
+        c = np.asarray(data["series"][name]["cost"])
+        w = max(1, len(c) // 25)
+        smooth = np.convolve(c, np.ones(w) / w, mode="valid")
+        a0.plot(np.arange(len(smooth)) + w, smooth, color=f"C{i}", lw=1.5, label=name)
+    a0.set_xlabel("slot of the episode")
+    a0.set_ylabel("system cost per slot (moving average)")
+    a0.set_yscale("log")
+    a0.legend(fontsize=8)
+    v = np.array([row[1] for row in data["v_grid"]])
+    cost = np.array([row[2] for row in data["v_grid"]])
+    order = np.argsort(v, kind="stable")
+    a1.plot(v[order], cost[order], "o-", color="C3", label="lyapunov (each theta)")
+    for name, ls, col in (("greedy", "--", "C2"), ("ppo", "-", "C4")):
+        a1.axhline(data["summary"][name]["mean_cost"], ls=ls, color=col, label=name)
+    a1.set_xscale("log")
+    a1.set_xlabel("V (weight of the cost in drift-plus-penalty)")
+    a1.set_ylabel("mean cost per slot")
+    a1.legend(fontsize=8)
+    gaps = data["bound"]["gap"]
+    names = [n for n in gaps if not n.startswith("lyapunov") or n == data["bound"]["best_lyapunov"]]
+    a2.bar(range(len(names)), [gaps[n] for n in names], color=[f"C{i}" for i in range(len(names))])
+    a2.axhline(1.0, color="k", lw=1)
+    a2.set_xticks(range(len(names)), [n.replace("(", "\n(") for n in names], fontsize=7, rotation=30)
+    a2.set_ylabel(f"cost / clairvoyant bound (U = E = {data['bound']['size']}, H = {data['bound']['horizon']})")
+    fig.suptitle(title)
+    save_figure(fig, path)
+    plt.close(fig)

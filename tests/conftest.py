@@ -76,11 +76,14 @@ def rel_close(a, b, rtol=1e-4, atol=0.0):
 def tiny_reproduce(tmp_path_factory):
     """One `reproduce` of every figure on tiny settings, shared by the tests that need its output; in two
     worker processes (the CLI's default on a CPU), which also halves its compile-bound wall time."""
-    from meqc_jax.experiments import ReproduceConfig, reproduce
+    from meqc_jax.experiments import DEFAULT_PARTS, ReproduceConfig, reproduce
 
     tiny = dict(epochs_mlp=3, epochs_vqc=3, envs=2, slots_per_epoch=10, minibatches=2, chunk=3, eval_envs=3,
                 eval_slots=3, sizes=(3, 3, 3), f_edge_ghz=(5.0, 30.0), phys_qubits=(1000, 20000),
-                t1_ms=(0.1, 1000.0), map_t1_ms=(0.1, 10.0), map_lam_d=(0.1, 0.9), map_envs=2, map_slots=2)
+                t1_ms=(0.1, 1000.0), map_t1_ms=(0.1, 10.0), map_lam_d=(0.1, 0.9), map_envs=2, map_slots=2,
+                dyn_size=3, dyn_epochs=2, dyn_envs=2, dyn_slots=10, dyn_eval_envs=2, dyn_v=(1.0, 10.0),
+                dyn_small=2, dyn_horizon=2, dyn_warmup=2, dyn_bound_instances=2)
     out = str(tmp_path_factory.mktemp("reproduce"))
     rc = ReproduceConfig.quick(**tiny)
-    return out, rc, reproduce(rc, out, log=lambda *a: None, workers=2)
+    # the paper's figures and one dynamics part (all three dynamics: the code paths of the other three)
+    return out, rc, reproduce(rc, out, parts=DEFAULT_PARTS + ("sustainable",), log=lambda *a: None, workers=2)

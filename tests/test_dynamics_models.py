@@ -199,3 +199,22 @@ def test_dynamic_scenarios_are_registered_with_their_dynamics():
         cfg = scenarios.scenario_config(name)
         assert cfg.dynamics == dyn and cfg.num_users == 10 and cfg.num_servers == 10
     assert scenarios.scenario_config("MEQC-Battery-v0").p_tx_range_mw == (100.0, 500.0)  # handset powers
+
+
+def test_every_carry_resets_on_the_episode_boundary():
+    cfg = scenarios.scenario_config("MEQC-Sustainable-v0", num_users=3, num_servers=2, slots_per_episode=5, slot_s=1.0)
+    env = MEQCEnv(cfg)
+    _, state = env.reset(jax.random.key(0))
+    step = jax.jit(env.step)
+    offload = (jnp.zeros(3, jnp.int32), jnp.zeros(3))
+    for t in range(4):
+        _, state, _, done, _ = step(jax.random.key(t), state, offload)
+        assert not bool(done)
+    assert float(state.carry["queues"]["cpu_backlog"].sum()) > 0  # the backlog built up
+    _, fresh, _, done, _ = step(jax.random.key(99), state, offload)
+    assert bool(done) and int(fresh.t) == 0
+    np.testing.assert_array_equal(np.asarray(fresh.carry["queues"]["cpu_backlog"]), 0.0)
+    np.testing.assert_array_equal(np.asarray(fresh.carry["queues"]["qpu_backlog"]), 0.0)
+    np.testing.assert_array_equal(np.asarray(fresh.carry["drift"]["t1"]), np.asarray(fresh.scenario.t1))
+    b = np.asarray(fresh.carry["battery"]["battery"])
+    assert np.all((b >= 0.5 * cfg.battery_j) & (b <= cfg.battery_j)) and np.all(np.asarray(fresh.carry["battery"]["harvest"]) == 0)

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from meqc_jax.experiments import PARTS, ReproduceConfig, epochs_to_converge, reproduce
+from meqc_jax.experiments import DEFAULT_PARTS, DYNAMICS_PARTS, PARTS, ReproduceConfig, epochs_to_converge, reproduce
 
 FILES = ["fig4_training_u3.png", "fig4_training_u3.csv", "fig5_training_u3.png", "fig6_training_u3.csv",
          "fig7_edge_cpu.png", "fig7_edge_cpu.csv", "fig8_qubits.png", "fig8_qubits.csv", "fig9_qubit_quality.png",
@@ -20,13 +20,13 @@ def tiny_run(tiny_reproduce):
 
 def test_every_figure_writes_png_csv_json_and_the_report(tiny_run):
     out, rc, results = tiny_run
-    assert set(results) == set(PARTS)
-    for name in FILES + [f"{p}.json" for p in PARTS]:
+    assert set(results) == set(DEFAULT_PARTS) | {"sustainable"}
+    for name in FILES + [f"{p}.json" for p in results]:
         assert os.path.getsize(os.path.join(out, name)) > 0, name
     report = open(os.path.join(out, "report.md")).read()
     assert "## Paper claim vs this run" in report and "Fig. 9" in report and "not comparable" in report
     assert "## Where the time went" in report
-    for part in PARTS:  # every part says how many programs it compiled (0: all reused) and for how long
+    for part in results:  # every part says how many programs it compiled (0: all reused) and for how long
         c = results[part]["compile"]
         assert c["programs"] >= 0 and 0 <= c["compile_s"] <= results[part]["wall_s"]
     assert results["fig4"]["compile"]["programs"] >= 1  # the first part compiles what the others reuse
@@ -43,7 +43,7 @@ def test_every_figure_writes_png_csv_json_and_the_report(tiny_run):
 
 def test_rerun_skips_finished_parts_and_force_redoes_them(tiny_run):
     out, rc, results = tiny_run
-    stamps = {p: os.path.getmtime(os.path.join(out, f"{p}.json")) for p in PARTS}
+    stamps = {p: os.path.getmtime(os.path.join(out, f"{p}.json")) for p in results}
     logs = []
     reproduce(rc, out, parts=("fig10",), log=logs.append)
     assert os.path.getmtime(os.path.join(out, "fig10.json")) == stamps["fig10"]
@@ -55,6 +55,26 @@ def test_rerun_skips_finished_parts_and_force_redoes_them(tiny_run):
     assert data["wall_s"] > 0 and "device" in data
     # the fixture ran fig10 in a worker process, the redo here in this one: the same numbers
     assert data["models"] == results["fig10"]["models"]
+
+
+def test_the_dynamics_part_compares_every_policy_with_the_clairvoyant_bound(tiny_run):
+    out, rc, results = tiny_run
+    assert DYNAMICS_PARTS == ("queues", "battery", "drift", "sustainable") and not set(DYNAMICS_PARTS) & set(DEFAULT_PARTS)
+    d = results["sustainable"]
+    for name in ("sustainable.png", "sustainable_episode.csv", "sustainable_v.csv", "sustainable_bound.csv"):
+        assert os.path.getsize(os.path.join(out, name)) > 0, name
+    assert d["scenario"] == "MEQC-Sustainable-v0" and {"local", "greedy", "ppo"} <= set(d["summary"])
+    # V x theta grid: 2 x 1 in the tiny settings, every point evaluated
+    assert len(d["v_grid"]) == 2 and d["best_lyapunov"] in d["summary"]
+    for name, row in d["summary"].items():
+        assert np.isfinite(row["mean_cost"]) and 0 <= row["drop_share"] <= 1, name
+        assert 0 <= row["mean_battery_j"] <= 20.0 + 1e-6 and row["mean_cpu_wait_s"] >= 0
+    assert len(d["series"]["greedy"]["cost"]) == rc.dyn_slots
+    # the clairvoyant value bounds every online policy from below on the same draws
+    for name, gap in d["bound"]["gap"].items():
+        assert gap >= 1 - 1e-6, name
+    report = open(os.path.join(out, "report.md")).read()
+    assert "## MEQC-Sustainable-v0: does looking ahead pay?" in report and "Gap to the clairvoyant bound" in report
 
 
 def test_config_validation_and_convergence_measure():

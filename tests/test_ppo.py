@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from meqc_jax import SystemConfig
+from meqc_jax import MEQCEnv, SystemConfig
 from meqc_jax.agents import hybrid_entropy, hybrid_log_prob, sample_hybrid
 from meqc_jax.agents.networks import HybridOutput
 from meqc_jax.evaluate import evaluate
@@ -261,3 +261,57 @@ def test_central_critic_for_the_shared_reward(tmp_path):
     np.testing.assert_array_equal(metrics_table(m_r), metrics_table(m_a))
     for x, y in zip(jax.tree.leaves(state_r.critic), jax.tree.leaves(state_a.critic)):
         np.testing.assert_array_equal(x, y)
+
+
+def test_mixed_reward_adds_a_share_of_the_others_costs_and_is_normalized():
+    from meqc_jax.env import Reward
+
+    cfg = SystemConfig(num_users=4, num_servers=2, slots_per_episode=5)
+    env = MEQCEnv(cfg)
+    _, state = env.reset(jax.random.key(0))
+    b = env.price(jax.random.key(1), state, (jnp.zeros(4, jnp.int32), jnp.full(4, 0.5)))
+    r = Reward.normalized("mixed", cfg, scale=2.0, others=0.25)
+    assert r.scale == pytest.approx(2.0 * (1 + 0.25 * 3)) and r.others == 0.25
+    own = np.asarray(b.per_user)
+    np.testing.assert_allclose(np.asarray(r(b)), -(own + 0.25 * (own.sum() - own)) / r.scale, rtol=1e-6)
+    # the end points are the own and the (per-agent equal) shared rewards, up to their scales
+    np.testing.assert_allclose(np.asarray(Reward("mixed", 1.0, 0.0)(b)), np.asarray(Reward("own", 1.0)(b)))
+    np.testing.assert_allclose(np.asarray(Reward("mixed", 1.0, 1.0)(b)), np.asarray(Reward("shared", 1.0)(b)),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match=r"Reward.others=1.5 is invalid"):
+        Reward("mixed", 1.0, 1.5)
+    with pytest.raises(ValueError, match=r"PPOConfig.reward_others=-0.1 is invalid"):
+        PPOConfig(reward="mixed", reward_others=-0.1)
+
+
+def test_normalized_returns_scale_the_gae_targets_by_one_minus_gamma():
+    cfg = SystemConfig(num_users=2, num_servers=2, slots_per_episode=4, dynamics=("queues",))
+    base = dict(epochs=1, num_envs=2, num_minibatches=1, gamma=0.9, hidden=(8,))
+    on = make_train(cfg, PPOConfig(**base), scale=1.0)
+    off = make_train(cfg, PPOConfig(**base, normalize_returns=False), scale=1.0)
+    st = on.init(jax.random.key(0))
+    _, _, traj, _ = on.rollout(st.params, st.env_state, st.obs, jax.random.key(1))
+    zero = traj.replace(value_d=jnp.zeros_like(traj.value_d), value_c=jnp.zeros_like(traj.value_c))
+    last = on.apply(st.params, st.obs).replace(value_d=jnp.zeros((2, 2)), value_c=jnp.zeros((2, 2)))
+    # with zero values the targets are discounted reward sums: normalizing scales them by exactly 1 - gamma
+    np.testing.assert_allclose(np.asarray(on.make_batch(zero, last).target_d),
+                               0.1 * np.asarray(off.make_batch(zero, last).target_d), rtol=1e-5)
+    assert PPOConfig.preset("paper").normalize_returns is False  # the paper's set stays as it was
+
+
+def test_a_checkpointed_run_with_a_carry_resumes_bit_identically(tmp_path):
+    import shutil
+
+    cfg = SystemConfig(num_users=2, num_servers=2, slots_per_episode=6, dynamics=("queues", "battery", "drift"),
+                       slot_s=2.0)
+    tr = make_train(cfg, PPOConfig(epochs=4, num_envs=2, num_minibatches=2, gamma=0.9, hidden=(8,)), scale=50.0)
+    straight, m_straight = fit(tr, [0], chunk=2)
+    ck = tmp_path / "ck"
+    fit(tr, [0], chunk=2, ckpt_dir=str(ck))
+    shutil.rmtree(ck / "epoch_000004")
+    resumed, m_resumed = fit(tr, [0], chunk=2, ckpt_dir=str(ck))
+    np.testing.assert_array_equal(metrics_table(m_resumed), metrics_table(m_straight))
+    # the carry (queues, batteries, lifetimes, arrivals) comes back exactly with the rest of the state
+    for x, y in zip(jax.tree.leaves(resumed.env_state.carry), jax.tree.leaves(straight.env_state.carry)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert set(straight.env_state.carry) == {"arrivals", "queues", "battery", "drift"}

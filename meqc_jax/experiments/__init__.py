@@ -27,7 +27,7 @@ import time
 
 from meqc_jax.compilation import CompileCounter
 from meqc_jax.experiments.common import PRESETS, ReproduceConfig, device_description, epochs_to_converge
-from meqc_jax.experiments.parts import PART_LIST, PARTS, PARTS_BY_NAME, Part
+from meqc_jax.experiments.parts import DEFAULT_PARTS, DYNAMICS_PARTS, PART_LIST, PARTS, PARTS_BY_NAME, Part
 from meqc_jax.experiments.report import make_report
 from meqc_jax.io import atomic_write_json, atomic_write_text
 
@@ -64,7 +64,7 @@ def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=PARTS, progress: bool = False,
+def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_PARTS, progress: bool = False,
               log=print, workers: int = 1) -> dict:
     """Run (or skip, when already done) each part, then write `report.md`. Returns {part: data}.
 
@@ -127,5 +127,5 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=PARTS, p
     return results
 
 
-__all__ = ["PARTS", "PARTS_BY_NAME", "PART_LIST", "PRESETS", "Part", "ReproduceConfig", "default_workers",
+__all__ = ["DEFAULT_PARTS", "DYNAMICS_PARTS", "PARTS", "PARTS_BY_NAME", "PART_LIST", "PRESETS", "Part", "ReproduceConfig", "default_workers",
            "device_description", "epochs_to_converge", "make_report", "reproduce", "run_part"]

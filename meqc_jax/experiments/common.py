@@ -55,6 +55,18 @@ class ReproduceConfig:
     fast_compile: bool = False  # evaluations compiled without LLVM optimizations: ~3x faster compiles, slower runs
     quick_mode: bool = False
     scenario: str = DEFAULT_SCENARIO  # the registered scenario every part starts from (meqc_jax.scenarios)
+    # --- the dynamics parts (experiments/sustainable.py: queues, battery, drift, sustainable) ---
+    dyn_size: int = 10  # U = E of the trained learner and the episode comparison (dynamics-spec: 10)
+    dyn_epochs: int = 300  # PPO epochs (each one episode of dyn_slots slots x dyn_envs environments)
+    dyn_envs: int = 16
+    dyn_slots: int = 500  # the episode length (dynamics-spec: T = 500)
+    dyn_eval_envs: int = 64  # instances x one whole episode, per policy, on its own trajectory
+    dyn_v: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # drift-plus-penalty's V grid
+    dyn_theta: tuple[float, ...] = (0.5, 1.0)  # LODCO's theta as a share of the battery capacity (with a battery)
+    dyn_small: int = 3  # U = E of the clairvoyant comparison
+    dyn_horizon: int = 10  # its horizon H (slots)
+    dyn_warmup: int = 20  # greedy slots before the horizon starts (a carry that is not the reset's)
+    dyn_bound_instances: int = 20
 
     def __post_init__(self):
         c = FieldChecker(self, "ReproduceConfig")
@@ -81,6 +93,15 @@ class ReproduceConfig:
         c.choice("quick_mode", (False, True))
         c.choice("eval_same_user_slots", (False, True))
         c.choice("scenario", tuple(SCENARIOS))
+        for name, hi in (("dyn_epochs", 10**5), ("dyn_envs", 2**16), ("dyn_slots", 10**5), ("dyn_eval_envs", 10**5),
+                         ("dyn_small", 8), ("dyn_size", 1000), ("dyn_horizon", 100), ("dyn_bound_instances", 10**4)):
+            c.integer(name, 1, hi)
+        c.integer("dyn_warmup", 0, 10**5)
+        c.values("dyn_v", 1e-6, 1e6)
+        c.values("dyn_theta", 0.0, 10.0, lo_open=False)
+        if self.dyn_warmup + self.dyn_horizon > self.dyn_slots:
+            c.fail("dyn_horizon", f"at most dyn_slots - dyn_warmup = {self.dyn_slots - self.dyn_warmup} (the bound's "
+                   "horizon stays inside one episode)")
         if (self.envs * self.slots_per_epoch) % self.minibatches:
             c.fail("minibatches", f"a divisor of envs x slots_per_epoch = {self.envs * self.slots_per_epoch}")
 
@@ -93,7 +114,8 @@ class ReproduceConfig:
                     eval_envs=16, eval_slots=16, f_edge_ghz=(5.0, 15.0, 30.0), phys_qubits=(1000, 5000, 20000),
                     t1_ms=(0.1, 10.0, 1000.0), map_t1_ms=(0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0),
                     map_lam_d=(0.1, 0.5, 0.9), map_envs=8, map_slots=4, vqc_figures=("fig4",), fast_compile=True,
-                    quick_mode=True)
+                    quick_mode=True, dyn_epochs=20, dyn_envs=8, dyn_slots=100, dyn_eval_envs=16,
+                    dyn_v=(0.3, 3.0, 30.0), dyn_theta=(1.0,), dyn_horizon=5, dyn_warmup=10, dyn_bound_instances=4)
         return cls(**{**base, **overrides})
 
     def to_dict(self) -> dict:
@@ -106,6 +128,11 @@ class ReproduceConfig:
 QUICK_CONVERGED = dict(epochs_mlp=30, epochs_sweep=12, epochs_large=15, envs=64, slots_per_epoch=50, minibatches=8,
                        update_epochs=8, lr=3e-3, hidden=(64, 64), chunk=30, eval_envs=4096, eval_slots=1,
                        eval_same_user_slots=True)
+
+
+# The learner of the dynamics parts, chosen by measurement on MEQC-Queues-v0 (docs/learning.md, "Looking
+# ahead"): a discount, returns normalized by (1 - gamma), each agent's own cost.
+DYNAMICS_PPO = dict(gamma=0.8, reward="own", hidden=(64, 64), lr=1e-3, update_epochs=4, normalize_returns=True)
 
 
 def device_description() -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from meqc_jax.experiments import qpu_map, sweeps, training
+from meqc_jax.experiments import qpu_map, sustainable, sweeps, training
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +20,7 @@ class Part:
     run: Callable  # (name, rc, out, progress) -> data (JSON-able dict)
     report: Callable  # (name, data, rc) -> (markdown lines, [(claim, this run, verdict)])
     weight: float = 1.0  # its share of a quick run's wall time (measured): parallel workers start the longest first
+    default: bool = True  # run by a plain `meqc reproduce`; False: only when named (--only, --dynamics)
 
 
 PART_LIST = (
@@ -30,8 +31,14 @@ PART_LIST = (
     Part("fig8", "final cost vs physical qubits per QPU", sweeps.run, sweeps.report, 30),
     Part("fig9", "final cost vs qubit lifetime t1", sweeps.run, sweeps.report, 30),
     Part("fig10", "the oracle's QPU share over t1 x latency weight (not in the paper)", qpu_map.run, qpu_map.report, 15),
+    # dynamics-spec.md: state carried between slots, one part per registered scenario (opt-in)
+    *(Part(name, f"{scen}: every policy over an episode, drift-plus-penalty vs V, the clairvoyant gap",
+           sustainable.run, sustainable.report, 40, default=False)
+      for name, scen in sustainable.SCENARIO_OF_PART.items()),
 )
 PARTS_BY_NAME = {p.name: p for p in PART_LIST}
 PARTS = tuple(PARTS_BY_NAME)
+DEFAULT_PARTS = tuple(p.name for p in PART_LIST if p.default)  # the paper's figures (+ Fig. 10)
+DYNAMICS_PARTS = tuple(p.name for p in PART_LIST if not p.default)
 
-__all__ = ["PARTS", "PARTS_BY_NAME", "PART_LIST", "Part"]
+__all__ = ["DEFAULT_PARTS", "DYNAMICS_PARTS", "PARTS", "PARTS_BY_NAME", "PART_LIST", "Part"]

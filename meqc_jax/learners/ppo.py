@@ -73,12 +73,16 @@ class PPOConfig:
     ent_coef: float = 0.003
     max_grad_norm: float = 0.5
     reward: str = "own"
+    reward_others: float = 0.5  # `mixed` reward: the weight of the other agents' costs (env.Reward)
     critic: str = "auto"
     shared_params: bool = False
     torso: str = "mlp"
     hidden: tuple[int, ...] = (256, 256)
     vqc_backend: str = "jax"
     init_log_std: float = -0.5
+    # rewards x (1 - gamma) before GAE, so that returns and values stay O(1) at any discount (the policy
+    # loss is unchanged: advantages are standardized); no effect at gamma = 0 (the project's default)
+    normalize_returns: bool = True
 
     def __post_init__(self):
         c = FieldChecker(self, "PPOConfig")
@@ -88,11 +92,13 @@ class PPOConfig:
         c.choice("torso", TORSOS)
         c.choice("vqc_backend", VQC_BACKENDS)
         c.choice("shared_params", (False, True))
+        c.choice("normalize_returns", (False, True))
         c.integer("num_envs", 1, 2**20)
         c.integer("epochs", 1, 10**6)
         c.integer("update_epochs", 1, 1000)
         c.integer("num_minibatches", 1, 2**20)
         c.real("gamma", 0.0, 1.0, lo_open=False)
+        c.real("reward_others", 0.0, 1.0, lo_open=False)
         c.real("gae_lambda", 0.0, 1.0, lo_open=False)
         c.real("lr", 0.0, 1.0)
         c.real("clip_eps", 0.0, 1.0)
@@ -106,7 +112,7 @@ class PPOConfig:
     def preset(cls, hparams: str = "project", **overrides) -> PPOConfig:
         """The named hyperparameter set, with overrides. `paper`: discount 0.95, shared reward."""
         if hparams == "paper":
-            base = dict(gamma=0.95, reward="shared", critic="local")
+            base = dict(gamma=0.95, reward="shared", critic="local", normalize_returns=False)
         elif hparams == "project":
             base = {}
         else:
@@ -359,7 +365,7 @@ class PPOLearner(Learner):
             raise ValueError(f"PPOConfig.num_minibatches={ppo.num_minibatches} is invalid: allowed a divisor of "
                              f"slots_per_episode x num_envs = {self.batch}")
         self.scale = local_cost_scale(system) if scale is None else float(scale)
-        self.env = MEQCEnv(system, reward=Reward.normalized(ppo.reward, system, self.scale))
+        self.env = MEQCEnv(system, reward=Reward.normalized(ppo.reward, system, self.scale, ppo.reward_others))
         self.net = HybridActorCritic(num_servers=self.E, torso=ppo.torso, hidden=ppo.hidden,
                                      init_log_std=ppo.init_log_std, vqc_backend=ppo.vqc_backend)
         self.tx = optax.chain(optax.clip_by_global_norm(ppo.max_grad_norm), optax.adam(ppo.lr, eps=1e-5))
@@ -425,8 +431,9 @@ class PPOLearner(Learner):
     def make_batch(self, traj: Transition, last) -> Batch:
         """Per-critic GAE (Eq. 26) of a trajectory given the outputs `last` after its final slot."""
         g, lam = self.ppo.gamma, self.ppo.gae_lambda
-        adv_d, target_d = losses.gae(traj.value_d, last.value_d, traj.reward, traj.done, g, lam)
-        adv_c, target_c = losses.gae(traj.value_c, last.value_c, traj.reward, traj.done, g, lam)
+        reward = traj.reward * (1.0 - g) if (self.ppo.normalize_returns and g > 0) else traj.reward
+        adv_d, target_d = losses.gae(traj.value_d, last.value_d, reward, traj.done, g, lam)
+        adv_c, target_c = losses.gae(traj.value_c, last.value_c, reward, traj.done, g, lam)
         return Batch(obs=self.agents.inputs(traj.obs), server=traj.server, x=traj.x, logp_d=traj.logp_d,
                      logp_c=traj.logp_c, adv_d=adv_d, adv_c=adv_c, target_d=target_d, target_c=target_c)
 
