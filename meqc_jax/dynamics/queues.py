@@ -44,3 +44,12 @@ class Queues(Dynamic):
 
     def observe(self, carry, config, scenario, tasks):
         return {"cpu_wait": carry["cpu_backlog"] / scenario.f_edge, "qpu_wait": carry["qpu_backlog"]}
+
+
+def backlog_bound_s(config) -> float:
+    """The largest CPU wait a backlog can reach, s: a task is admitted only while its wait is at most
+    `max_wait`, so a backlog never exceeds that plus the largest single task's service time on the
+    slowest server (every cycle of the largest task, offloaded whole)."""
+    si = config.si
+    cycles = si.frames_range[1] * si.bytes_per_frame * si.cycles_base * 2.0 ** si.cycles_exponent_range[1]
+    return config.max_wait + cycles / min(si.f_edge_choices)

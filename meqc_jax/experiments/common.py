@@ -57,11 +57,11 @@ class ReproduceConfig:
     scenario: str = DEFAULT_SCENARIO  # the registered scenario every part starts from (meqc_jax.scenarios)
     # --- the dynamics parts (experiments/sustainable.py: queues, battery, drift, sustainable) ---
     dyn_size: int = 10  # U = E of the trained learner and the episode comparison (dynamics-spec: 10)
-    dyn_epochs: int = 300  # PPO epochs (each one episode of dyn_slots slots x dyn_envs environments)
-    dyn_envs: int = 16
+    dyn_epochs: int = 200  # PPO epochs (each one episode of dyn_slots slots x dyn_envs environments)
+    dyn_envs: int = 32
     dyn_slots: int = 500  # the episode length (dynamics-spec: T = 500)
     dyn_eval_envs: int = 64  # instances x one whole episode, per policy, on its own trajectory
-    dyn_v: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # drift-plus-penalty's V grid
+    dyn_v: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # drift-plus-penalty's V grid
     dyn_theta: tuple[float, ...] = (0.5, 1.0)  # LODCO's theta as a share of the battery capacity (with a battery)
     dyn_small: int = 3  # U = E of the clairvoyant comparison
     dyn_horizon: int = 10  # its horizon H (slots)
@@ -131,8 +131,10 @@ QUICK_CONVERGED = dict(epochs_mlp=30, epochs_sweep=12, epochs_large=15, envs=64,
 
 
 # The learner of the dynamics parts, chosen by measurement on MEQC-Queues-v0 (docs/learning.md, "Looking
-# ahead"): a discount, returns normalized by (1 - gamma), each agent's own cost.
-DYNAMICS_PPO = dict(gamma=0.8, reward="own", hidden=(64, 64), lr=1e-3, update_epochs=4, normalize_returns=True)
+# ahead"): a discount, returns normalized by (1 - gamma), the own cost plus half the others' (a queue is a
+# commons), one network for all devices, the step size annealed to 0.
+DYNAMICS_PPO = dict(gamma=0.95, reward="mixed", reward_others=0.5, shared_params=True, hidden=(64, 64), lr=1e-3,
+                    update_epochs=4, anneal_lr=True, normalize_returns=True)
 
 
 def device_description() -> str:

@@ -83,6 +83,7 @@ class PPOConfig:
     # rewards x (1 - gamma) before GAE, so that returns and values stay O(1) at any discount (the policy
     # loss is unchanged: advantages are standardized); no effect at gamma = 0 (the project's default)
     normalize_returns: bool = True
+    anneal_lr: bool = False  # the step size falls linearly to 0 over the run's updates
 
     def __post_init__(self):
         c = FieldChecker(self, "PPOConfig")
@@ -93,6 +94,7 @@ class PPOConfig:
         c.choice("vqc_backend", VQC_BACKENDS)
         c.choice("shared_params", (False, True))
         c.choice("normalize_returns", (False, True))
+        c.choice("anneal_lr", (False, True))
         c.integer("num_envs", 1, 2**20)
         c.integer("epochs", 1, 10**6)
         c.integer("update_epochs", 1, 1000)
@@ -368,7 +370,10 @@ class PPOLearner(Learner):
         self.env = MEQCEnv(system, reward=Reward.normalized(ppo.reward, system, self.scale, ppo.reward_others))
         self.net = HybridActorCritic(num_servers=self.E, torso=ppo.torso, hidden=ppo.hidden,
                                      init_log_std=ppo.init_log_std, vqc_backend=ppo.vqc_backend)
-        self.tx = optax.chain(optax.clip_by_global_norm(ppo.max_grad_norm), optax.adam(ppo.lr, eps=1e-5))
+        lr = ppo.lr
+        if ppo.anneal_lr:  # linearly to 0 over every update step of the run (PPO's usual schedule)
+            lr = optax.linear_schedule(ppo.lr, 0.0, ppo.epochs * ppo.update_epochs * ppo.num_minibatches)
+        self.tx = optax.chain(optax.clip_by_global_norm(ppo.max_grad_norm), optax.adam(lr, eps=1e-5))
         self.agents = (SharedAgents if ppo.shared_params else IndependentAgents)(self.net, self.tx, self.U)
         self.critic = (CentralCritic(CentralCriticNet(num_agents=self.U, hidden=ppo.hidden), self.tx, ppo.vf_coef)
                        if ppo.central_critic else LocalCritics())
@@ -559,9 +564,17 @@ class PPOLearner(Learner):
         """The trained agents' deterministic action (argmax server, phi = clip(mean)) for one instance."""
         return deterministic_action(self.apply(params, obs))
 
-    def policy(self, params, name: str = "mlp") -> Policy:
-        """The trained agents acting deterministically with `params`, for `evaluate`."""
-        return Policy(name, functools.partial(self.act, params))
+    def act_sampled(self, params, key, env_state, obs):
+        """The trained agents' stochastic action, sampled as in training (Eqs. 17-20), for one instance.
+        Decentralized agents with shared parameters and alike observations pick the same argmax server;
+        sampling spreads them over the servers as they learned to be spread."""
+        server, x = sample_hybrid(key, self.apply(params, obs))
+        return server, jnp.clip(x, 0.0, 1.0)
+
+    def policy(self, params, name: str = "mlp", sample: bool = False) -> Policy:
+        """The trained agents acting with `params` for `evaluate`: deterministically (argmax server,
+        phi = clip(mean)), or with `sample` as in training."""
+        return Policy(name, functools.partial(self.act_sampled if sample else self.act, params))
 
     def sweep_policy(self, stacked_params, name: str = "mlp") -> Policy:
         """Trained agents per sweep point (parameters stacked over points), for `evaluate(env_params=...)`.
