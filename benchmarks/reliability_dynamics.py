@@ -23,7 +23,6 @@ import numpy as np
 from meqc_jax import scenarios
 from meqc_jax.dynamics.queues import backlog_bound_s
 from meqc_jax.evaluate import evaluate
-from meqc_jax.experiments.common import DYNAMICS_PPO
 from meqc_jax.io import atomic_write_json
 
 CORNERS = {  # the extreme corners of every new range (slot length, capacity, harvest, drift)
@@ -51,7 +50,7 @@ def main(argv=None) -> int:
     ok_all = True
     for name, corners in CORNERS.items():
         base = scenarios.scenario_config(name)
-        learner = make_learner("ppo", base, PPOConfig(**{**DYNAMICS_PPO, "epochs": args.epochs, "num_envs": 8}))
+        learner = make_learner("ppo", base, PPOConfig.preset("lookahead", epochs=args.epochs, num_envs=8))
         state, _ = fit(learner, [0], chunk=args.epochs)
         params = learner.acting_params(state, 0)
         for corner in corners:

@@ -134,8 +134,10 @@ def _build_parser() -> argparse.ArgumentParser:
                         f"{e} for {t}" for t, e in PAPER_EPOCHS.items()) + ")")
     tr.add_argument("--seeds", type=_positive_int("--seeds", 1000), default=1, help="independent runs (seeds seed..seed+S-1)")
     tr.add_argument("--envs", type=_positive_int("--envs", 2**20), default=None, help="parallel environments (default 64)")
-    tr.add_argument("--hparams", choices=list(HPARAM_SETS), default=HPARAM_SETS[0],
-                    help="'paper': discount 0.95 and the shared reward; 'project' (default): measured best")
+    tr.add_argument("--hparams", choices=list(HPARAM_SETS), default=None,
+                    help="'paper': discount 0.95 and the shared reward; 'project': measured best for the paper's "
+                         "model; 'lookahead': measured for scenarios with dynamics (default: project, or lookahead "
+                         "when the scenario has dynamics)")
     tr.add_argument("--reward", choices=list(REWARDS), default=None, help="override the hparams' reward")
     tr.add_argument("--critic", choices=list(CRITICS), default=None,
                     help="value functions: per-agent heads (local) or one centralized critic over all agents' "
@@ -236,7 +238,7 @@ def evaluate_cmd(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from meqc_jax.baselines import parse_policy_names
+    from meqc_jax.baselines import parse_policy_names, policy_names
     from meqc_jax.evaluate import evaluate
     from meqc_jax.io import atomic_write_csv, atomic_write_json
 
@@ -245,6 +247,11 @@ def evaluate_cmd(args) -> int:
     except ValueError as e:
         raise CLIError(str(e)) from None
     config = _config_from_args(args)
+    if args.policies.strip() == "all":  # the policies that apply: with dynamics, lyapunov instead of the oracle
+        names = policy_names(config)
+    elif config.dynamics and "oracle" in names:
+        raise CLIError(f"--policies: oracle is invalid with dynamics {config.dynamics!r} (no per-slot optimum); "
+                       f"allowed: {', '.join(policy_names(config))}")
     envs = min(args.envs, args.slots)
     steps = math.ceil(args.slots / envs)
     out = _writable_out(args.out or os.path.join("runs", time.strftime("evaluate-%Y%m%d-%H%M%S")))
@@ -257,7 +264,7 @@ def evaluate_cmd(args) -> int:
     wall = time.perf_counter() - t0
 
     table = Table(title=f"Mean slot cost over {envs * steps} paired slots (95 % CI over instances)")
-    cols = ["policy", "cost", "+-95%", "x oracle", "latency s", "energy J", "QPU share", "feasible"]
+    cols = ["policy", "cost", "+-95%", "x oracle", "latency s", "energy J", "QPU share", "feasible", "dropped"]
     for col in cols:
         table.add_column(col, justify="left" if col == "policy" else "right", no_wrap=True)
     for name in names:
@@ -265,7 +272,7 @@ def evaluate_cmd(args) -> int:
         ratio = s.get("ratio_to_oracle")
         table.add_row(name, f"{s['mean_cost']:.2f}", f"{s['ci95']:.2f}", "-" if ratio is None else f"{ratio:.4f}",
                       f"{s['mean_latency']:.3f}", f"{s['mean_energy']:.3f}", f"{s['quantum_share']:.4f}",
-                      f"{s['feasible_share']:.4f}")
+                      f"{s['feasible_share']:.4f}", f"{s['drop_share']:.4f}")
     console.print(table)
     atomic_write_json(os.path.join(out, "summary.json"), {
         "config": config.to_dict(), "num_envs": envs, "slots_per_env": steps, "seed": args.seed,
@@ -279,9 +286,10 @@ def evaluate_cmd(args) -> int:
         for t in range(T):
             for n in range(N):
                 rows.append([name, t, n] + [f"{float(m[k][t, n]):.9g}" for k in
-                                            ("cost", "latency", "energy", "quantum_share", "feasible_share")])
-    atomic_write_csv(os.path.join(out, "per_slot.csv"),
-                     ["policy", "slot", "env", "cost", "latency", "energy", "quantum_share", "feasible_share"], rows)
+                                            ("cost", "latency", "energy", "quantum_share", "feasible_share",
+                                             "drop_share")])
+    atomic_write_csv(os.path.join(out, "per_slot.csv"), ["policy", "slot", "env", "cost", "latency", "energy",
+                                                         "quantum_share", "feasible_share", "drop_share"], rows)
     console.print(f"wrote {out}/summary.json and {out}/per_slot.csv ({wall:.1f} s)")
     return 0
 
@@ -302,6 +310,8 @@ def train_cmd(args) -> int:
     from meqc_jax.plots import plot_learning_curve
 
     config = _config_from_args(args, slots_per_episode=args.slots_per_epoch)
+    if args.hparams is None:
+        args.hparams = "lookahead" if config.dynamics else "project"
     epochs = args.epochs if args.epochs is not None else PAPER_EPOCHS[args.policy]
     overrides = {"epochs": epochs, "torso": args.policy, "vqc_backend": args.vqc_backend}
     for name, value in (("num_envs", args.envs), ("reward", args.reward), ("critic", args.critic),
@@ -349,7 +359,11 @@ def train_cmd(args) -> int:
     learned = [learner.policy(learner.acting_params(state, i), name=f"{args.policy}_seed{s}")
                for i, s in enumerate(seeds)]
     t1 = time.perf_counter()
-    res = evaluate(config, [*learned, *POLICY_NAMES], num_envs=envs, num_slots=steps, seed=args.seed + 1_000_003,
+    from meqc_jax.baselines import policy_names
+
+    refs = policy_names(config)  # with dynamics: drift-plus-penalty is the reference, the oracle does not apply
+    reference = "oracle" if "oracle" in refs else "lyapunov"
+    res = evaluate(config, [*learned, *refs], num_envs=envs, num_slots=steps, seed=args.seed + 1_000_003,
                    progress=not args.no_progress)
     eval_wall = time.perf_counter() - t1
     per_seed = {p.name: res.summary[p.name]["mean_cost"] for p in learned}
@@ -359,9 +373,11 @@ def train_cmd(args) -> int:
         "gamma": about["gamma"], "scenario": args.scenario,
         "param_counts": params,
         "policy_cost": policy_cost, "policy_cost_per_seed": per_seed,
-        "oracle_cost": res.summary["oracle"]["mean_cost"],
-        "ratio_to_oracle": policy_cost / res.summary["oracle"]["mean_cost"],
-        "baselines": {b: res.summary[b]["mean_cost"] for b in BASELINE_NAMES},
+        "reference": reference, "reference_cost": res.summary[reference]["mean_cost"],
+        "ratio_to_reference": policy_cost / res.summary[reference]["mean_cost"],
+        **({"oracle_cost": res.summary["oracle"]["mean_cost"],
+            "ratio_to_oracle": policy_cost / res.summary["oracle"]["mean_cost"]} if reference == "oracle" else {}),
+        "baselines": {b: res.summary[b]["mean_cost"] for b in refs if b in BASELINE_NAMES},
         "evaluation": res.summary, "eval_slots": envs * steps, "epochs": ppo.epochs, "seeds": seeds,
         "wall_s": train_wall + eval_wall, "train_wall_s": train_wall, "eval_wall_s": eval_wall,
         "wall_s_per_epoch": train_wall / max(ppo.epochs, 1), "device": device_description(),
@@ -369,10 +385,11 @@ def train_cmd(args) -> int:
     }
     atomic_write_json(os.path.join(out, "summary.json"), summary)
     plot_learning_curve(os.path.join(out, "learning_curve.png"), np.asarray(metrics.cost),
-                        summary["baselines"], summary["oracle_cost"], policy_cost,
+                        summary["baselines"], summary["reference_cost"], policy_cost,
                         title=f"U={config.num_users}, E={config.num_servers}, {config.preset}, {args.policy}, "
-                              f"{args.hparams} hparams")
-    console.print(f"policy {policy_cost:.2f} = {summary['ratio_to_oracle']:.4f} x oracle {summary['oracle_cost']:.2f}; "
+                              f"{args.hparams} hparams", reference=reference)
+    console.print(f"policy {policy_cost:.2f} = {summary['ratio_to_reference']:.4f} x {reference} "
+                  f"{summary['reference_cost']:.2f}; "
                   + ", ".join(f"{k} {v:.2f}" for k, v in summary["baselines"].items()))
     console.print(f"train {train_wall:.1f} s ({summary['wall_s_per_epoch']:.2f} s/epoch), eval {eval_wall:.1f} s; wrote {out}")
     return 0

@@ -13,7 +13,7 @@ def save_figure(fig, path: str) -> None:
 
 
 def plot_learning_curve(path: str, cost: np.ndarray, baselines: dict, oracle: float, policy: float | None = None,
-                        title: str = "") -> None:
+                        title: str = "", reference: str = "oracle") -> None:
     """Training cost per epoch (mean +- std over seeds, `cost` [seeds, epochs]) with the baselines,
     the oracle and the trained policy's held-out cost as reference lines."""
     import matplotlib
@@ -31,7 +31,7 @@ def plot_learning_curve(path: str, cost: np.ndarray, baselines: dict, oracle: fl
     styles = ["--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1))]
     for i, (name, value) in enumerate(baselines.items()):
         ax.axhline(value, ls=styles[i % len(styles)], color=f"C{i + 2}", lw=1.2, label=f"{name} ({value:.1f})")
-    ax.axhline(oracle, color="k", lw=1.5, label=f"oracle ({oracle:.1f})")
+    ax.axhline(oracle, color="k", lw=1.5, label=f"{reference} ({oracle:.1f})")
     if policy is not None:
         ax.axhline(policy, color="C1", lw=1.5, ls="--", label=f"trained, deterministic ({policy:.1f})")
     ax.set_xlabel("epoch (500 slots)" if cost.shape[1] else "epoch")

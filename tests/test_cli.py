@@ -62,3 +62,16 @@ def test_compile_cache_folder_per_machine_and_off(tmp_path, monkeypatch, capsys)
     blocker.write_text("")
     assert main(["--compile-cache", str(blocker / "c"), "demo"]) == 2
     assert "--compile-cache=" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_evaluate_on_a_dynamic_scenario_lists_the_policies_that_apply(tmp_path, capsys):
+    import json
+
+    assert main(["evaluate", "--scenario", "MEQC-Queues-v0", "--policies", "oracle", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "oracle is invalid with dynamics" in err[0] and "lyapunov" in err[0]
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--scenario", "MEQC-Sustainable-v0", "--users", "2", "--servers", "2", "--slots", "4",
+                 "--envs", "2", "--no-progress", "--out", str(out)]) == 0
+    summary = json.load(open(out / "summary.json"))
+    assert summary["policies"] == ["local", "random_offloading", "random_partitioning", "greedy", "lyapunov"]

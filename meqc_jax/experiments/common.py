@@ -130,13 +130,6 @@ QUICK_CONVERGED = dict(epochs_mlp=30, epochs_sweep=12, epochs_large=15, envs=64,
                        eval_same_user_slots=True)
 
 
-# The learner of the dynamics parts, chosen by measurement on MEQC-Queues-v0 (docs/learning.md, "Looking
-# ahead"): a discount, returns normalized by (1 - gamma), the own cost plus half the others' (a queue is a
-# commons), one network for all devices, the step size annealed to 0.
-DYNAMICS_PPO = dict(gamma=0.95, reward="mixed", reward_others=0.5, shared_params=True, hidden=(64, 64), lr=1e-3,
-                    update_epochs=4, anneal_lr=True, normalize_returns=True)
-
-
 def device_description() -> str:
     import jax
 

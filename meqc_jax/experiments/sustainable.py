@@ -43,7 +43,7 @@ def _train(rc: ReproduceConfig, system, ckpt: str, progress: bool):
     from meqc_jax.learners.ppo import PPOConfig
     from meqc_jax.loop import fit
 
-    ppo = PPOConfig(**{**common.DYNAMICS_PPO, "epochs": rc.dyn_epochs, "num_envs": rc.dyn_envs})
+    ppo = PPOConfig.preset("lookahead", epochs=rc.dyn_epochs, num_envs=rc.dyn_envs)
     learner = make_learner("ppo", system, ppo)
     # equal chunks (a divisor of the epochs, at most rc.chunk): one compiled training program
     chunk = max(c for c in range(1, min(rc.chunk, rc.dyn_epochs) + 1) if rc.dyn_epochs % c == 0)
@@ -131,7 +131,7 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
         "summary": {n: {k: S[n][k] for k in S[n] if isinstance(S[n][k], float)} for n in names},
         "series": series, "train_curve": curve.tolist(), "best_lyapunov": best_lyap, "best_online": best_online,
         "v_grid": [[row[0], float(row[1]), float(row[2])] for row in v_rows], "bound": bound,
-        "ppo": {k: (list(v) if isinstance(v, tuple) else v) for k, v in common.DYNAMICS_PPO.items()},
+        "ppo": {k: (list(v) if isinstance(v, tuple) else v) for k, v in learner.ppo.to_dict().items()},
         "ppo_epochs": rc.dyn_epochs, "ppo_envs": rc.dyn_envs,
     }
     from meqc_jax.plots import plot_dynamics_part

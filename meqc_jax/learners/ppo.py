@@ -46,7 +46,12 @@ from meqc_jax.learners.interface import Learner
 from meqc_jax.sharding import FAST_COMPILE, jit_options
 
 CRITICS = ("auto", "local", "central")
-HPARAM_SETS = ("project", "paper")
+HPARAM_SETS = ("project", "paper", "lookahead")
+# `lookahead`: the set measured under carried state (docs/learning.md "Looking ahead", MEQC-Queues-v0): a
+# discount, returns normalized by (1 - gamma), own cost plus half the others' (a queue is a commons), one
+# network for all devices, 32 environments, the step size annealed to 0
+LOOKAHEAD = dict(gamma=0.95, reward="mixed", reward_others=0.5, shared_params=True, hidden=(64, 64), lr=1e-3,
+                 update_epochs=4, anneal_lr=True, normalize_returns=True, num_envs=32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,11 +117,14 @@ class PPOConfig:
 
     @classmethod
     def preset(cls, hparams: str = "project", **overrides) -> PPOConfig:
-        """The named hyperparameter set, with overrides. `paper`: discount 0.95, shared reward."""
+        """The named hyperparameter set, with overrides. `paper`: discount 0.95, shared reward; `lookahead`:
+        the set for scenarios with dynamics (`LOOKAHEAD`)."""
         if hparams == "paper":
             base = dict(gamma=0.95, reward="shared", critic="local", normalize_returns=False)
         elif hparams == "project":
             base = {}
+        elif hparams == "lookahead":
+            base = dict(LOOKAHEAD)
         else:
             raise ValueError(f"PPOConfig.hparams={hparams!r} is invalid: allowed one of " + ", ".join(HPARAM_SETS))
         return cls(hparams=hparams, **{**base, **overrides})
