@@ -70,9 +70,14 @@ class HorizonData:
 
 @dataclasses.dataclass(frozen=True)
 class Bound:
-    value: float  # the minimum total cost over the horizon
-    per_slot: np.ndarray  # [H] its cost per slot
+    value: float  # the minimum total cost over the horizon (with a time limit: the best plan found)
+    per_slot: np.ndarray  # [H] that plan's cost per slot
     status: str
+    lower: float = float("nan")  # proven lower bound: = value when optimal, HiGHS's dual bound when time ran out
+
+    @property
+    def optimal(self) -> bool:
+        return self.status == "Optimal"
 
 
 @functools.lru_cache(maxsize=16)
@@ -156,8 +161,10 @@ class _Model:
         self.row_lo.append(lo)
         self.row_hi.append(hi)
 
-    def solve(self):
+    def solve(self, time_limit: float | None = None):
         h = new_highs()
+        if time_limit is not None:
+            h.setOptionValue("time_limit", float(time_limit))
         h.setOptionValue("mip_rel_gap", 1e-9)
         h.setOptionValue("mip_abs_gap", 0.0)
         h.setOptionValue("threads", 1)
@@ -177,14 +184,24 @@ class _Model:
                            for i in self.integer]
         h.passModel(lp)
         h.run()
-        status = h.modelStatusToString(h.getModelStatus())
-        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        ms = h.getModelStatus()
+        status = h.modelStatusToString(ms)
+        if ms not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kTimeLimit):
             raise RuntimeError(f"clairvoyant: HiGHS did not solve the horizon's MIP: {status}")
-        return np.asarray(h.getSolution().col_value), status
+        info = h.getInfo()
+        # every cost is >= 0, so 0 is a proven bound even before HiGHS has one
+        lower = float(info.objective_function_value) if ms == highspy.HighsModelStatus.kOptimal else max(
+            float(info.mip_dual_bound), 0.0)
+        sol = h.getSolution()
+        x = np.asarray(sol.col_value) if sol.value_valid else None  # no plan found in time: None
+        return x, status, lower
 
 
-def solve(config: SystemConfig, data: HorizonData, phi_grid: tuple[float, ...] | None = None) -> Bound:
-    """The clairvoyant minimum total cost over the horizon of `data` (module docstring)."""
+def solve(config: SystemConfig, data: HorizonData, phi_grid: tuple[float, ...] | None = None,
+          time_limit: float | None = None) -> Bound:
+    """The clairvoyant minimum total cost over the horizon of `data` (module docstring). With `time_limit`
+    (seconds) HiGHS may stop early: `Bound.lower` is then its proven lower bound (still no online policy
+    can beat it) and `value` the best plan found; without one it solves to optimality (`lower` = `value`)."""
     queued = "queues" in config.dynamics
     battery = "battery" in config.dynamics
     H, U, E = data.c_cpu.shape
@@ -270,9 +287,12 @@ def solve(config: SystemConfig, data: HorizonData, phi_grid: tuple[float, ...] |
                     for e2, md, _, x in opts:
                         if e2 == e and md == "cpu" and data.feasible[t, u, e]:
                             m.row([(x, 1.0)] + [(x2, -1.0) for u2, x2 in holders if u2 != u], hi=0.0)
-    x, status = m.solve()
+    x, status, lower = m.solve(time_limit)
+    if x is None:
+        return Bound(value=float("inf"), per_slot=np.full(H, np.nan), status=status, lower=lower)
     per_slot = np.array([sum(x[c] * v for c, v in terms) for terms in slot_terms])
-    return Bound(value=float(per_slot.sum()), per_slot=per_slot, status=status)
+    value = float(per_slot.sum())
+    return Bound(value=value, per_slot=per_slot, status=status, lower=value if status == "Optimal" else lower)
 
 
 __all__ = ["Bound", "HorizonData", "horizon_data", "solve"]

@@ -192,3 +192,14 @@ def test_unsupported_inputs_fail_in_one_line():
     data = clairvoyant.horizon_data(*warmed(cfg, slots=1), jax.random.split(jax.random.key(0), 2))
     with pytest.raises(ValueError, match="phi_grid"):
         clairvoyant.solve(cfg, data, phi_grid=(1.0,))
+
+
+def test_a_time_limit_keeps_a_proven_lower_bound():
+    dyn, U, E, H, overrides = CASES[1]
+    cfg = SystemConfig(num_users=U, num_servers=E, slots_per_episode=50, dynamics=dyn, **overrides)
+    env, state = warmed(cfg)
+    data = clairvoyant.horizon_data(env, state, jax.random.split(jax.random.key(50), H))
+    exact = clairvoyant.solve(cfg, data)
+    assert exact.optimal and exact.lower == exact.value
+    rushed = clairvoyant.solve(cfg, data, time_limit=1e-4)
+    assert 0 <= rushed.lower <= exact.value * (1 + 1e-9) + 1e-9 <= rushed.value * (1 + 1e-9) + 2e-9

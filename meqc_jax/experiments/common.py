@@ -67,6 +67,7 @@ class ReproduceConfig:
     dyn_horizon: int = 10  # its horizon H (slots)
     dyn_warmup: int = 20  # greedy slots before the horizon starts (a carry that is not the reset's)
     dyn_bound_instances: int = 20
+    dyn_bound_seconds: float = 20.0  # HiGHS's time per horizon MIP; past it the proven lower bound is used
 
     def __post_init__(self):
         c = FieldChecker(self, "ReproduceConfig")
@@ -98,6 +99,7 @@ class ReproduceConfig:
             c.integer(name, 1, hi)
         c.integer("dyn_warmup", 0, 10**5)
         c.values("dyn_v", 1e-6, 1e6)
+        c.real("dyn_bound_seconds", 0.0, 1e5)
         c.values("dyn_theta", 0.0, 10.0, lo_open=False)
         if self.dyn_warmup + self.dyn_horizon > self.dyn_slots:
             c.fail("dyn_horizon", f"at most dyn_slots - dyn_warmup = {self.dyn_slots - self.dyn_warmup} (the bound's "
