@@ -9,6 +9,7 @@ cost vs V), `<part>_bound.csv` (the small-instance gaps) and `<part>.png` (three
 
 from __future__ import annotations
 
+import math
 import os
 
 import jax
@@ -43,7 +44,9 @@ def _train(rc: ReproduceConfig, system, ckpt: str, progress: bool):
     from meqc_jax.learners.ppo import PPOConfig
     from meqc_jax.loop import fit
 
-    ppo = PPOConfig.preset("lookahead", epochs=rc.dyn_epochs, num_envs=rc.dyn_envs)
+    # the reproduction's minibatch count where it divides an epoch's samples, else the largest that does
+    minibatches = math.gcd(rc.minibatches, rc.dyn_slots * rc.dyn_envs)
+    ppo = PPOConfig.preset("lookahead", epochs=rc.dyn_epochs, num_envs=rc.dyn_envs, num_minibatches=minibatches)
     learner = make_learner("ppo", system, ppo)
     # equal chunks (a divisor of the epochs, at most rc.chunk): one compiled training program
     chunk = max(c for c in range(1, min(rc.chunk, rc.dyn_epochs) + 1) if rc.dyn_epochs % c == 0)
