@@ -28,6 +28,7 @@ from meqc_jax.scenarios import scenario_config
 SCENARIO_OF_PART = {"queues": "MEQC-Queues-v0", "battery": "MEQC-Battery-v0", "drift": "MEQC-Drift-v0",
                     "sustainable": "MEQC-Sustainable-v0"}
 BASELINES = ("local", "random_offloading", "greedy")
+CLAIMED_PARTS = ("queues", "battery")  # where issue 13 sets its bars
 
 
 def _system(rc: ReproduceConfig, part: str, size: int):
@@ -175,26 +176,38 @@ def report(name: str, d: dict, rc: ReproduceConfig) -> tuple[list[str], list[tup
                      + (f"{r['mean_cpu_wait_s']:.1f} | " if "mean_cpu_wait_s" in r else "")
                      + (f"{r['mean_battery_j']:.2f} |" if "mean_battery_j" in r else ""))
     b = d["bound"]
+    solved = b.get("solved_to_optimality", b["instances"])
+    how = ("all solved to optimality" if solved >= b["instances"] else
+           f"{solved} of them solved to optimality, the others bounded by HiGHS's dual bound after "
+           f"{b.get('seconds_per_mip')} s")
     lines += ["", f"Gap to the clairvoyant bound (U = E = {b['size']}, {b['instances']} instances x {b['horizon']} slots "
-              f"after {b['warmup']} greedy slots, {b.get('solved_to_optimality', b['instances'])} of them solved to "
-              f"optimality, the others bounded by HiGHS's dual bound after {b.get('seconds_per_mip')} s; cost over the "
-              "bound, 1 = optimal with hindsight): "
+              f"after {b['warmup']} greedy slots, {how}; cost over the bound, 1 = optimal with hindsight): "
               + ", ".join(f"{n} {v:.3f}" for n, v in b["gap"].items() if not n.startswith("lyapunov")
                           or n == b["best_lyapunov"]) + ".", ""]
-    verdict_greedy = (g - ly) / ly
-    lines += [f"Where learning pays: myopic greedy costs {100 * verdict_greedy:+.1f} % against the best drift-plus-"
-              f"penalty ({d['best_lyapunov']}); PPO costs {100 * (p - g) / g:+.1f} % against greedy and "
-              f"{100 * (p - ly) / ly:+.1f} % against that Lyapunov rule. " + (
-                  "Learning beats myopia here." if p < g else "Learning does not beat myopia here.") + "", ""]
     pr = d.get("paired", {})
+    pg = pr.get("ppo_vs_greedy")
+    if pg is None:  # older results without the paired comparison: the point estimate only
+        verdict = "Learning beats myopia here." if p < g else "Learning does not beat myopia here."
+    elif pg["excess"] + pg["ci95"] < 0:
+        verdict = "Learning beats myopia here (the paired 95 % interval is below zero)."
+    elif pg["excess"] - pg["ci95"] > 0:
+        verdict = "Learning does not beat myopia here (PPO costs more than greedy, paired 95 % interval above zero)."
+    else:
+        verdict = "PPO ties myopic greedy here (the paired 95 % interval contains zero): learning does not beat myopia."
+    lines += [f"Where learning pays: myopic greedy costs {100 * (g - ly) / ly:+.1f} % against the best drift-plus-"
+              f"penalty ({d['best_lyapunov']}); PPO costs {100 * (p - g) / g:+.1f} % against greedy and "
+              f"{100 * (p - ly) / ly:+.1f} % against that Lyapunov rule. " + verdict, ""]
     if pr:
         c = pr["greedy_vs_best_online"]
         lines += [f"Paired over the instances: greedy costs {100 * c['excess']:+.1f} % ± {100 * c['ci95']:.1f} % against the "
-                  f"best online policy ({d['best_online']}); PPO {100 * pr['ppo_vs_greedy']['excess']:+.1f} % ± "
-                  f"{100 * pr['ppo_vs_greedy']['ci95']:.1f} % against greedy.", ""]
+                  f"best online policy ({d['best_online']}); PPO {100 * pg['excess']:+.1f} % ± "
+                  f"{100 * pg['ci95']:.1f} % against greedy.", ""]
     best = S[d["best_online"]]["mean_cost"]
-    claims = [(f"{d['scenario']}: myopic greedy >= 10 % above the best online policy (issue 13)",
-               f"{g:.1f} vs {best:.1f} ({d['best_online']})", common.mark(g >= 1.10 * best)),
-              (f"{d['scenario']}: PPO >= 5 % below myopic greedy (issue 13)", f"{p:.1f} vs {g:.1f}",
-               common.mark(p <= 0.95 * g))]
+    # Issue 13's bars are set for the two scenarios where a dynamic is meant to bite (queues, battery); drift is
+    # exogenous (no action changes the lifetimes) and the combined scenario is reported, not judged.
+    claims = [] if name not in CLAIMED_PARTS else [
+        (f"{d['scenario']}: myopic greedy >= 10 % above the best online policy (issue 13)",
+         f"{g:.1f} vs {best:.1f} ({d['best_online']})", common.mark(g >= 1.10 * best)),
+        (f"{d['scenario']}: PPO >= 5 % below myopic greedy (issue 13)", f"{p:.1f} vs {g:.1f}",
+         common.mark(p <= 0.95 * g))]
     return lines, claims
