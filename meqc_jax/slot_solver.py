@@ -203,6 +203,21 @@ def lyapunov_weights(config: SystemConfig, env_state, v: float, theta: float) ->
     return Weights(v=jnp.asarray(v, float), cpu_queue=cpu_w, qpu_queue=qpu_w, battery=bat)
 
 
+def lyapunov_function(env_state, theta: float) -> jnp.ndarray:
+    """The quadratic Lyapunov function L whose one-slot drift `lyapunov_weights` linearizes (dynamics-spec
+    section 7): half the sum of squared queue waits (s^2) plus, with LODCO's perturbation, half the sum of
+    squared (battery - theta) (J^2). Zero without queues and batteries. The learners' reward shaping uses it
+    as a potential (`PPOConfig.shaping_v`)."""
+    carry = env_state.carry
+    total = jnp.zeros(())
+    if "queues" in carry:
+        cpu_w = carry["queues"]["cpu_backlog"] / env_state.scenario.f_edge
+        total = total + 0.5 * (jnp.sum(cpu_w**2) + jnp.sum(carry["queues"]["qpu_backlog"] ** 2))
+    if "battery" in carry:
+        total = total + 0.5 * jnp.sum((carry["battery"]["battery"] - theta) ** 2)
+    return total
+
+
 def lyapunov_action(config: SystemConfig, env_state, v: float, theta: float, grid: int = GREEDY_GRID):
     """One slot of drift-plus-penalty: `slot_action` with `lyapunov_weights`."""
     return slot_action(config, env_state, lyapunov_weights(config, env_state, v, theta), grid)

@@ -299,6 +299,34 @@ def test_normalized_returns_scale_the_gae_targets_by_one_minus_gamma():
     assert PPOConfig.preset("paper").normalize_returns is False  # the paper's set stays as it was
 
 
+def test_lyapunov_shaping_adds_the_potential_difference_and_is_off_by_default():
+    from meqc_jax.slot_solver import lyapunov_function
+
+    cfg = SystemConfig(num_users=3, num_servers=2, slots_per_episode=4, dynamics=("queues", "battery"), slot_s=2.0)
+    base = dict(epochs=1, num_envs=2, num_minibatches=1, gamma=0.9, hidden=(8,))
+    plain = make_train(cfg, PPOConfig(**base), scale=1.0)
+    shaped = make_train(cfg, PPOConfig(**base, shaping_v=4.0, shaping_theta=5.0), scale=1.0)
+    st = plain.init(jax.random.key(0))
+    _, _, t0, _ = plain.rollout(st.params, st.env_state, st.obs, jax.random.key(1))
+    _, _, t1, _ = shaped.rollout(st.params, st.env_state, st.obs, jax.random.key(1))
+    diff = np.asarray(t1.reward - t0.reward)  # [T, N, U]: the same system-level term for every agent
+    np.testing.assert_allclose(diff, np.broadcast_to(diff[..., :1], diff.shape), rtol=1e-6)
+    assert np.all(np.isfinite(diff)) and np.any(np.abs(diff) > 0)
+    # replay the first slot (the rollout's key layout): its term is (L(s0) - gamma L(s1)) / V
+    _, k_env = jax.random.split(jax.random.split(jax.random.key(1), plain.T)[0])
+    _, s1, _, done, _ = jax.vmap(plain.env.step)(jax.random.split(k_env, 2), st.env_state,
+                                                 (t0.server[0], jnp.clip(t0.x[0], 0.0, 1.0)))
+    lyap = jax.vmap(lyapunov_function, in_axes=(0, None))
+    first = (lyap(st.env_state, 5.0) - 0.9 * jnp.where(done, 0.0, lyap(s1, 5.0))) / 4.0
+    np.testing.assert_allclose(diff[0, :, 0], np.asarray(first), rtol=1e-5, atol=1e-6)
+    # off by default (the paper's and the project's sets), and L = 0 without a carry
+    assert PPOConfig().shaping_v == 0.0 and PPOConfig.preset("paper").shaping_v == 0.0
+    _, paper_state = MEQCEnv(SystemConfig(num_users=2, num_servers=2)).reset(jax.random.key(0))
+    assert float(lyapunov_function(paper_state, 1.0)) == 0.0
+    with pytest.raises(ValueError, match=r"PPOConfig.shaping_v=-1.0 is invalid"):
+        PPOConfig(shaping_v=-1.0)
+
+
 def test_a_checkpointed_run_with_a_carry_resumes_bit_identically(tmp_path):
     import shutil
 

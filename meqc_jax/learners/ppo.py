@@ -43,6 +43,7 @@ from meqc_jax.config import FieldChecker, SystemConfig, dataclass_to_dict
 from meqc_jax.env import REWARDS, EnvState, MEQCEnv, Reward, local_cost_scale
 from meqc_jax.learners import losses
 from meqc_jax.learners.interface import Learner
+from meqc_jax.slot_solver import lyapunov_function
 from meqc_jax.sharding import FAST_COMPILE, jit_options
 
 CRITICS = ("auto", "local", "central")
@@ -89,6 +90,12 @@ class PPOConfig:
     # loss is unchanged: advantages are standardized); no effect at gamma = 0 (the project's default)
     normalize_returns: bool = True
     anneal_lr: bool = False  # the step size falls linearly to 0 over the run's updates
+    # Potential-based reward shaping (Ng et al. 1999) with the drift-plus-penalty's Lyapunov function L
+    # (`slot_solver.lyapunov_function`): each agent's reward gains (L(s) - gamma L(s')) / (V scale), so the
+    # drift a slot causes in queues and batteries is felt in the slot that causes it (LyDROO's idea) while
+    # the optimal policy of the discounted return stays the same. 0 = off (the default); V as in `lyapunov`.
+    shaping_v: float = 0.0
+    shaping_theta: float | None = None  # LODCO's battery target, J; None = the battery capacity
 
     def __post_init__(self):
         c = FieldChecker(self, "PPOConfig")
@@ -113,6 +120,9 @@ class PPOConfig:
         c.real("ent_coef", 0.0, 10.0, lo_open=False)
         c.real("max_grad_norm", 0.0, 1e6)
         c.real("init_log_std", -10.0, 2.0, lo_open=False)
+        c.real("shaping_v", 0.0, 1e9, lo_open=False)
+        if self.shaping_theta is not None:
+            c.real("shaping_theta", 0.0, 1e6, lo_open=False)
         c.values("hidden", 1, 65536, integral=True, lo_open=False)
 
     @classmethod
@@ -376,6 +386,7 @@ class PPOLearner(Learner):
                              f"slots_per_episode x num_envs = {self.batch}")
         self.scale = local_cost_scale(system) if scale is None else float(scale)
         self.env = MEQCEnv(system, reward=Reward.normalized(ppo.reward, system, self.scale, ppo.reward_others))
+        self.shaping_theta = system.battery_j if ppo.shaping_theta is None else float(ppo.shaping_theta)
         self.net = HybridActorCritic(num_servers=self.E, torso=ppo.torso, hidden=ppo.hidden,
                                      init_log_std=ppo.init_log_std, vqc_backend=ppo.vqc_backend)
         lr = ppo.lr
@@ -432,6 +443,11 @@ class PPOLearner(Learner):
             obs2, env_state2, reward, done, info = jax.vmap(self.env.step)(
                 jax.random.split(k_env, N), env_state, (server, jnp.clip(x, 0.0, 1.0)))
             c = info["cost"]
+            if self.ppo.shaping_v > 0:  # potential-based shaping (PPOConfig.shaping_v); L = 0 after an episode ends
+                lyap = jax.vmap(lyapunov_function, in_axes=(0, None))
+                l_now, l_next = lyap(env_state, self.shaping_theta), lyap(env_state2, self.shaping_theta)
+                shaped = (l_now - self.ppo.gamma * jnp.where(done, 0.0, l_next)) / (self.ppo.shaping_v * self.env.reward.scale)
+                reward = reward + shaped[:, None]
             tr = Transition(obs=obs, server=server, x=x, logp_d=logp_d, logp_c=logp_c, value_d=out.value_d,
                             value_c=out.value_c, reward=reward, done=done)
             stats = RolloutStats(cost=jnp.mean(c.total), latency=jnp.mean(c.latency), energy=jnp.mean(c.energy),
