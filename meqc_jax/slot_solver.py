@@ -188,18 +188,26 @@ def _place_queued(config, phis, lam_d, drop, score_c, score_q, score_l, served, 
     return server, phi
 
 
-def lyapunov_weights(config: SystemConfig, env_state, v: float, theta: float) -> Weights:
-    """Drift-plus-penalty weights (dynamics-spec section 7): V on the cost, each queue's backlog wait on
-    the work added to it, battery - theta on the device energy (LODCO's perturbation)."""
+def _drift_terms(env_state, theta: float):
+    """The carry's terms of the quadratic Lyapunov function (dynamics-spec section 7): each CPU queue's
+    backlog wait cpu_backlog / f_edge [E] (s), each QPU queue's backlog qpu_backlog [E] (s) and each
+    battery's distance to LODCO's target, battery - theta [U] (J); zeros where a dynamic is off."""
     U, E = env_state.tasks.g.shape
     carry = env_state.carry
-    zero_e = jnp.zeros(E)
     if "queues" in carry:
         cpu_w = carry["queues"]["cpu_backlog"] / env_state.scenario.f_edge
         qpu_w = carry["queues"]["qpu_backlog"]
     else:
-        cpu_w = qpu_w = zero_e
+        cpu_w = qpu_w = jnp.zeros(E)
     bat = carry["battery"]["battery"] - theta if "battery" in carry else jnp.zeros(U)
+    return cpu_w, qpu_w, bat
+
+
+def lyapunov_weights(config: SystemConfig, env_state, v: float, theta: float) -> Weights:
+    """Drift-plus-penalty weights (dynamics-spec section 7): V on the cost, each queue's backlog wait on
+    the work added to it, battery - theta on the device energy (LODCO's perturbation); these are the
+    gradients of `lyapunov_function` with respect to a queue's wait and a battery's charge."""
+    cpu_w, qpu_w, bat = _drift_terms(env_state, theta)
     return Weights(v=jnp.asarray(v, float), cpu_queue=cpu_w, qpu_queue=qpu_w, battery=bat)
 
 
@@ -208,14 +216,7 @@ def lyapunov_function(env_state, theta: float) -> jnp.ndarray:
     section 7): half the sum of squared queue waits (s^2) plus, with LODCO's perturbation, half the sum of
     squared (battery - theta) (J^2). Zero without queues and batteries. The learners' reward shaping uses it
     as a potential (`PPOConfig.shaping_v`)."""
-    carry = env_state.carry
-    total = jnp.zeros(())
-    if "queues" in carry:
-        cpu_w = carry["queues"]["cpu_backlog"] / env_state.scenario.f_edge
-        total = total + 0.5 * (jnp.sum(cpu_w**2) + jnp.sum(carry["queues"]["qpu_backlog"] ** 2))
-    if "battery" in carry:
-        total = total + 0.5 * jnp.sum((carry["battery"]["battery"] - theta) ** 2)
-    return total
+    return 0.5 * sum(jnp.sum(t**2) for t in _drift_terms(env_state, theta))
 
 
 def lyapunov_action(config: SystemConfig, env_state, v: float, theta: float, grid: int = GREEDY_GRID):

@@ -13,6 +13,7 @@ from meqc_jax import MEQCEnv, SlotConditions, SystemConfig, scenarios, slot_cost
 from meqc_jax.cost import DROP_BATTERY, DROP_QUEUE, classical_terms, fifo_ahead, option_loads
 from meqc_jax.dynamics.queues import backlog_bound_s
 from meqc_jax.evaluate import evaluate
+from meqc_jax.slot_solver import lyapunov_function, lyapunov_weights
 
 U3 = dict(num_users=3, num_servers=2, slots_per_episode=20)
 
@@ -219,3 +220,28 @@ def test_every_carry_resets_on_the_episode_boundary():
     np.testing.assert_array_equal(np.asarray(fresh.carry["drift"]["t1"]), np.asarray(fresh.scenario.t1))
     b = np.asarray(fresh.carry["battery"]["battery"])
     assert np.all((b >= 0.5 * cfg.battery_j) & (b <= cfg.battery_j)) and np.all(np.asarray(fresh.carry["battery"]["harvest"]) == 0)
+
+
+def test_the_lyapunov_function_is_the_quadratic_whose_gradients_are_the_drift_plus_penalty_weights():
+    cfg = scenarios.scenario_config("MEQC-Sustainable-v0", num_users=3, num_servers=2, slots_per_episode=8, slot_s=1.0)
+    env = MEQCEnv(cfg)
+    _, state = env.reset(jax.random.key(0))
+    step = jax.jit(env.step)
+    for t in range(3):  # every task to server 0 builds a backlog and spends charge
+        _, state, _, _, _ = step(jax.random.key(t + 1), state, (jnp.zeros(3, jnp.int32), jnp.zeros(3)))
+    q, b, f = state.carry["queues"], state.carry["battery"]["battery"], state.scenario.f_edge
+    assert float(q["cpu_backlog"].sum()) > 0
+    theta = 0.7 * cfg.battery_j
+    want = 0.5 * (np.sum((np.asarray(q["cpu_backlog"]) / np.asarray(f)) ** 2) + np.sum(np.asarray(q["qpu_backlog"]) ** 2)
+                  + np.sum((np.asarray(b) - theta) ** 2))
+    np.testing.assert_allclose(float(lyapunov_function(state, theta)), want, rtol=1e-5)
+    # d L / d wait and d L / d charge are the weights that drift-plus-penalty puts on added work and energy
+    def with_carry(cpu_wait, qpu_wait, battery):
+        carry = dict(state.carry, queues=dict(q, cpu_backlog=cpu_wait * f, qpu_backlog=qpu_wait),
+                     battery=dict(state.carry["battery"], battery=battery))
+        return lyapunov_function(state.replace(carry=carry), theta)
+
+    g_cpu, g_qpu, g_bat = jax.grad(with_carry, argnums=(0, 1, 2))(q["cpu_backlog"] / f, q["qpu_backlog"], b)
+    w = lyapunov_weights(cfg, state, 1.0, theta)
+    for got, weight in ((g_cpu, w.cpu_queue), (g_qpu, w.qpu_queue), (g_bat, w.battery)):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(weight), rtol=1e-5, atol=1e-6)
