@@ -67,17 +67,26 @@ def median_time(fn, min_reps=5, min_total=1.0, max_reps=200):
 
 
 def random_words(jaxpr) -> int:
-    """How many 32-bit random words a traced function draws: the outputs of its `random_bits` equations,
-    nested programs (jit, cond, scan bodies) included."""
+    """How many 32-bit random words one call of a traced function draws: the outputs of its `random_bits`
+    equations, nested programs included (a scan body times its length, the largest branch of a cond; a
+    while body counts once, its trip count being unknown before it runs)."""
+    def inner(sub):  # a Jaxpr or a ClosedJaxpr
+        return sub if hasattr(sub, "eqns") else getattr(sub, "jaxpr", None)
+
     n = 0
     for eqn in jaxpr.eqns:
         if eqn.primitive.name == "random_bits":
             n += sum(int(np.prod(v.aval.shape)) for v in eqn.outvars)
+            continue
+        if eqn.primitive.name == "cond":
+            n += max(random_words(inner(b)) for b in eqn.params["branches"])
+            continue
+        times = int(eqn.params["length"]) if eqn.primitive.name == "scan" else 1
         for param in eqn.params.values():
             for sub in param if isinstance(param, (tuple, list)) else (param,):
-                inner = getattr(sub, "jaxpr", None)
-                if inner is not None:
-                    n += random_words(inner if hasattr(inner, "eqns") else inner.jaxpr)
+                j = inner(sub)
+                if j is not None and hasattr(j, "eqns"):
+                    n += times * random_words(j)
     return n
 
 
