@@ -112,3 +112,21 @@ def test_compile_counter_counts_new_programs_only():
             f(x + 1).block_until_ready()  # same shapes: the cached program; `x + 1` may compile its own add
     assert first.programs == 1 and first.seconds > 0
     assert again.programs <= 1 and outer.programs == first.programs + again.programs
+
+
+def test_the_dynamics_verdict_follows_the_paired_interval_and_only_queues_and_battery_are_judged(tiny_run):
+    import copy
+
+    from meqc_jax.experiments import sustainable
+
+    out, rc, results = tiny_run
+    d = results["sustainable"]
+    verdicts = {}
+    for excess, want in ((-0.10, "beats myopia"), (0.10, "PPO costs more than greedy, paired 95 % interval above zero"), (0.0, "ties myopic greedy")):
+        v = copy.deepcopy(d)
+        v["paired"]["ppo_vs_greedy"] = {"excess": excess, "ci95": 0.02}
+        lines, claims = sustainable.report("queues", v, rc)
+        verdicts[excess] = " ".join(lines)
+        assert want in verdicts[excess] and len(claims) == 2
+    assert "Learning beats myopia here (the paired" in verdicts[-0.10]
+    assert sustainable.report("sustainable", d, rc)[1] == [] and sustainable.report("drift", d, rc)[1] == []
