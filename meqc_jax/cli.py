@@ -204,7 +204,7 @@ def demo(args) -> int:
         return jax.random.randint(ks, (N, U), 0, E), jax.random.uniform(kp, (N, U))
 
     reset = jax.jit(jax.vmap(env.reset))
-    step = jax.jit(jax.vmap(env.step))
+    step = jax.jit(env.batch_step)
     key = jax.random.key(args.seed)
     key, k_reset = jax.random.split(key)
     _, state = reset(jax.random.split(k_reset, N))

@@ -278,7 +278,7 @@ class MEQCEnv:
                          params=params, carry=carry)
         return self.observe(state), state
 
-    def step(self, key, state: EnvState, action):
+    def step(self, key, state: EnvState, action, batch_axis=None):
         """Price the joint action on the current slot, update the carry, then move to the next slot (or
         a new episode).
 
@@ -289,25 +289,41 @@ class MEQCEnv:
         Common random numbers: given the key, the tasks, gains, arrival order (and every dynamic's
         draws) are the same whatever the action, so policies stepped with one key stream are compared
         on the same randomness.
+
+        `batch_axis`: the name (or tuple of names) of the `vmap` axes this step runs under, when the
+        caller names them (`MEQCEnv.batch_step` does). The automatic reset's new scenario is then drawn
+        only in slots where some instance of the batch ends its episode (a real branch on a value
+        reduced over the batch) instead of in every slot; the numbers are identical either way.
         """
         if self.memoryless:
             k_arb, k_tasks, k_scen = jax.random.split(key, 3)
+            k_dyn = None
         else:
             k_arb, k_tasks, k_scen, k_dyn = jax.random.split(key, 4)
         breakdown = self._price(k_arb, state, action)
         done = state.t + 1 >= self.config.slots_per_episode
-        # Automatic reset: a new scenario is drawn every step and kept only at an episode's end
-        # (under vmap a lax.cond would evaluate both branches anyway).
-        scenario = jax.tree.map(
-            lambda new, old: jnp.where(done, new, old),
-            state.params.apply(sample_scenario(k_scen, self.config)), state.scenario,
-        )
-        carry = state.carry
-        if not self.memoryless:
+        carried = state.carry
+        if k_dyn is not None:
             k_update, k_init = jax.random.split(k_dyn)
             carried = dynamics.update(state.carry, breakdown, k_update, self.config, state.scenario, state.tasks)
+
+        def next_episode(_):
+            """The scenario (and carry) of the next slot: a fresh episode's where `done`, else the current."""
+            scenario = jax.tree.map(lambda new, old: jnp.where(done, new, old),
+                                    state.params.apply(sample_scenario(k_scen, self.config)), state.scenario)
+            if k_dyn is None:
+                return scenario, carried
             fresh = dynamics.init(k_init, self.config, scenario)  # the carry of the new episode
-            carry = jax.tree.map(lambda new, old: jnp.where(done, new, old), fresh, carried)
+            return scenario, jax.tree.map(lambda new, old: jnp.where(done, new, old), fresh, carried)
+
+        if batch_axis is None:
+            # Under a plain vmap a lax.cond on the batched `done` would evaluate both branches anyway,
+            # so the new episode is drawn every slot and kept only where an episode ends.
+            scenario, carry = next_episode(None)
+        else:
+            # 499 of 500 slots end no episode anywhere in the batch: skip the draw there.
+            any_done = jax.lax.psum(done.astype(jnp.int32), batch_axis) > 0
+            scenario, carry = jax.lax.cond(any_done, next_episode, lambda _: (state.scenario, carried), None)
         next_state = EnvState(
             scenario=scenario,
             tasks=self._draw_tasks(k_tasks, scenario, carry),
@@ -317,6 +333,16 @@ class MEQCEnv:
         )
         info = {"cost": breakdown, "slot": state.t}
         return self.observe(next_state), next_state, self.reward(breakdown), done, info
+
+    def batch_step(self, keys, states: EnvState, actions, depth: int = 1):
+        """`env.step` vmapped over `depth` leading batch axes ([N] or e.g. [P, N] keys, states and
+        actions), with the axes named so that the automatic reset is drawn only in slots that end an
+        episode somewhere in the batch (`step`'s `batch_axis`); the same numbers as `jax.vmap(env.step)`."""
+        names = tuple(f"meqc_batch_{i}" for i in range(depth))
+        fn = functools.partial(self.step, batch_axis=names)
+        for name in reversed(names):
+            fn = jax.vmap(fn, axis_name=name)
+        return fn(keys, states, actions)
 
     def price(self, key, state: EnvState, action) -> CostBreakdown:
         """The slot cost (Eq. 12, with its parts) of `action` on the current slot exactly as

@@ -122,7 +122,7 @@ def chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, transitions: 
 
     acts = [lift(p) for p in pols]
     price = jax.vmap(jax.vmap(env.price))
-    step = jax.vmap(jax.vmap(env.step))
+    step = functools.partial(env.batch_step, depth=2)  # over [P, N]: the reset drawn only where an episode ends
 
     def split2(key, shape):
         # [P, N] keys, equal across the P sweep points: every point sees the same slots

@@ -107,6 +107,37 @@ def test_vmap_step_equals_loop_of_single_steps():
         chex.assert_trees_all_close(jax.tree.map(pick, batched), one, rtol=1e-6)
 
 
+def test_batch_step_equals_vmapped_step_bit_for_bit():
+    """batch_step draws the reset only where some instance ends its episode; the numbers are the plain
+    vmap's in every slot: with and without a carry, with instances ending their episodes at different
+    slots, and over two named axes."""
+    for dyn in ((), ("queues", "battery", "drift")):
+        env = MEQCEnv(SystemConfig(num_users=3, num_servers=2, slots_per_episode=4, dynamics=dyn))
+        n = 4
+        _, s_plain = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), n))
+        s_plain = s_plain.replace(t=jnp.array([0, 0, 1, 1], jnp.int32))  # two end their episodes in slot 2, two in 3
+        s_batch = s_plain
+        plain, batch = jax.jit(jax.vmap(env.step)), jax.jit(env.batch_step)
+        ends = 0
+        for i in range(7):  # slots where none, some and all instances end an episode
+            keys = jax.random.split(jax.random.key(10 + i), n)
+            acts = jax.vmap(lambda k: (jax.random.randint(k, (3,), 0, 2), jax.random.uniform(k, (3,))))(keys)
+            out_p = plain(keys, s_plain, acts)
+            out_b = batch(keys, s_batch, acts)
+            for a, b in zip(jax.tree.leaves(out_p), jax.tree.leaves(out_b)):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+            s_plain, s_batch = out_p[1], out_b[1]
+            ends += int(np.any(np.asarray(out_p[3])))
+        assert 0 < ends < 7
+        stack = lambda x: jnp.stack([x, x[::-1]])  # noqa: E731  [P=2, N] over two named axes
+        keys = stack(jax.random.split(jax.random.key(99), n))
+        acts = (jnp.zeros((2, n, 3), jnp.int32), jnp.full((2, n, 3), 0.5))
+        two = jax.tree.map(stack, s_plain)
+        for a, b in zip(jax.tree.leaves(jax.vmap(jax.vmap(env.step))(keys, two, acts)),
+                        jax.tree.leaves(env.batch_step(keys, two, acts, depth=2))):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_no_retrace_and_large_batch():
     env = MEQCEnv(SystemConfig(num_users=10, num_servers=10))
     n = 10_000

@@ -440,7 +440,7 @@ class PPOLearner(Learner):
             out = self.apply(params, obs, critic)
             server, x = sample_hybrid(k_act, out)
             logp_d, logp_c = hybrid_log_prob(out, server, x)
-            obs2, env_state2, reward, done, info = jax.vmap(self.env.step)(
+            obs2, env_state2, reward, done, info = self.env.batch_step(
                 jax.random.split(k_env, N), env_state, (server, jnp.clip(x, 0.0, 1.0)))
             c = info["cost"]
             if self.ppo.shaping_v > 0:  # potential-based shaping (PPOConfig.shaping_v); L = 0 after an episode ends
