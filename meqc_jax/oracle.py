@@ -18,7 +18,8 @@ a per-slot optimum: in the paper's model (no dynamics) slots are independent, so
 optimum of every episode; with carried state (`meqc_jax.dynamics`) it prices the carry as it
 finds it and ignores what the slot leaves behind, i.e. it is then a myopic planner, not a bound. Most
 slots need no solver: when every user's unconstrained best option already satisfies the
-constraints, that assignment is optimal; only the others go to HiGHS.
+constraints, that assignment is optimal; only the others go to HiGHS, which solves the LP relaxation
+first and the MIP only when the relaxation's optimum is fractional (rarely: 2 of 160 colliding slots).
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ def _assignment_value(local, classical, quantum, mode, server) -> float:
                                   [classical[users, server], quantum[users, server]], local)))
 
 
-def _solve_mip(local, classical, quantum, feasible):
-    """The spec-11 MIP of the module docstring with HiGHS; returns (mode [U], server [U])."""
+def _solve_mip(local, classical, quantum, feasible, relax_first: bool = True):
+    """The spec-11 MIP of the module docstring with HiGHS; returns (mode [U], server [U]).
+    `relax_first`: try the LP relaxation first (below); False goes straight to the MIP."""
     U, E = classical.shape
     n = U * E
     # variable j: x_c[u,e] at j = u*E + e, x_q[u,e] at j = n + u*E + e
@@ -110,16 +112,25 @@ def _solve_mip(local, classical, quantum, feasible):
     lp.a_matrix_.start_ = np.searchsorted(cols_sorted, np.arange(2 * n + 1)).astype(np.int32)
     lp.a_matrix_.index_ = np.asarray(rows, dtype=np.int32)[order]
     lp.a_matrix_.value_ = np.asarray(vals)[order]
-    lp.integrality_ = [highspy.HighsVarType.kInteger] * (2 * n)
-    h.passModel(lp)
-    h.run()
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        raise RuntimeError(f"HiGHS did not solve the slot's MIP: {h.modelStatusToString(h.getModelStatus())}")
-    x = np.round(np.asarray(h.getSolution().col_value)).astype(int)
-    xc, xq = x[:n].reshape(U, E), x[n:].reshape(U, E)
-    mode = np.where(xq.any(1), QUANTUM, np.where(xc.any(1), CLASSICAL, LOCAL))
-    server = np.where(mode == QUANTUM, xq.argmax(1), np.where(mode == CLASSICAL, xc.argmax(1), 0))
-    return mode, server
+    # The LP relaxation first: its optimum is a lower bound on the MIP's, so when it is integral (measured:
+    # 158 of 160 colliding slots at t1 = 1 s) it is the MIP's optimum, found in a third of the time.
+    for integer in ((False, True) if relax_first else (True,)):
+        if integer:
+            lp.integrality_ = [highspy.HighsVarType.kInteger] * (2 * n)
+        h.passModel(lp)
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            raise RuntimeError(f"HiGHS did not solve the slot's {'MIP' if integer else 'LP relaxation'}: "
+                               f"{h.modelStatusToString(h.getModelStatus())}")
+        x_real = np.asarray(h.getSolution().col_value)
+        x = np.round(x_real).astype(int)
+        xc, xq = x[:n].reshape(U, E), x[n:].reshape(U, E)
+        mode = np.where(xq.any(1), QUANTUM, np.where(xc.any(1), CLASSICAL, LOCAL))
+        server = np.where(mode == QUANTUM, xq.argmax(1), np.where(mode == CLASSICAL, xc.argmax(1), 0))
+        if integer or (np.all(np.abs(x_real - x) <= 1e-7) and np.all(xc.sum(1) + xq.sum(1) <= 1)
+                       and _check_assignment(mode, server, feasible)):
+            return mode, server
+    raise AssertionError("unreachable")
 
 
 def solve_slot(local, classical, quantum, feasible):
