@@ -40,7 +40,7 @@ from meqc_jax.tasks import Scenario, Tasks
 LOCAL, CLASSICAL, QUANTUM = 0, 1, 2
 
 
-def _check_assignment(mode, server, feasible) -> bool:
+def check_assignment(mode, server, feasible) -> bool:
     """Whether an assignment (mode [U], server [U]) satisfies the MIP's constraints."""
     quantum_at = server[mode == QUANTUM]
     if len(np.unique(quantum_at)) != len(quantum_at):
@@ -51,14 +51,14 @@ def _check_assignment(mode, server, feasible) -> bool:
     return not np.any(feasible[users, server[users]] & ~held[server[users]])
 
 
-def _assignment_value(local, classical, quantum, mode, server) -> float:
+def assignment_value(local, classical, quantum, mode, server) -> float:
     """Eq. 12 total of an assignment, recomputed from the option costs (not the solver objective)."""
     users = np.arange(len(local))
     return float(np.sum(np.select([mode == CLASSICAL, mode == QUANTUM],
                                   [classical[users, server], quantum[users, server]], local)))
 
 
-def _solve_mip(local, classical, quantum, feasible, relax_first: bool = True):
+def solve_mip(local, classical, quantum, feasible, relax_first: bool = True):
     """The spec-11 MIP of the module docstring with HiGHS; returns (mode [U], server [U]).
     `relax_first`: try the LP relaxation first (below); False goes straight to the MIP."""
     U, E = classical.shape
@@ -128,7 +128,7 @@ def _solve_mip(local, classical, quantum, feasible, relax_first: bool = True):
         mode = np.where(xq.any(1), QUANTUM, np.where(xc.any(1), CLASSICAL, LOCAL))
         server = np.where(mode == QUANTUM, xq.argmax(1), np.where(mode == CLASSICAL, xc.argmax(1), 0))
         if integer or (np.all(np.abs(x_real - x) <= 1e-7) and np.all(xc.sum(1) + xq.sum(1) <= 1)
-                       and _check_assignment(mode, server, feasible)):
+                       and check_assignment(mode, server, feasible)):
             return mode, server
     raise AssertionError("unreachable")
 
@@ -149,9 +149,9 @@ def solve_slot(local, classical, quantum, feasible):
     pick = np.argmin(options, axis=1)
     mode = np.where(pick == 0, LOCAL, np.where(pick <= E, CLASSICAL, QUANTUM))
     server = np.where(pick == 0, 0, (pick - 1) % E)
-    if not _check_assignment(mode, server, feasible):
-        mode, server = _solve_mip(local, classical, quantum, feasible)
-    return _assignment_value(local, classical, quantum, mode, server), mode, server
+    if not check_assignment(mode, server, feasible):
+        mode, server = solve_mip(local, classical, quantum, feasible)
+    return assignment_value(local, classical, quantum, mode, server), mode, server
 
 
 def solve_batch(local, classical, quantum, feasible):
@@ -177,7 +177,7 @@ def solve_batch(local, classical, quantum, feasible):
     needs_holder = (modes == CLASSICAL) & np.take_along_axis(feasible, servers[..., None], -1)[..., 0]
     unheld = np.take_along_axis(holders, servers, -1) == 0
     for i in np.flatnonzero(np.any(holders > 1, axis=-1) | np.any(needs_holder & unheld, axis=-1)):
-        modes[i], servers[i] = _solve_mip(local[i], classical[i], quantum[i], feasible[i])
+        modes[i], servers[i] = solve_mip(local[i], classical[i], quantum[i], feasible[i])
     chosen = np.select([modes == CLASSICAL, modes == QUANTUM],
                        [np.take_along_axis(classical, servers[..., None], -1)[..., 0],
                         np.take_along_axis(quantum, servers[..., None], -1)[..., 0]], local)
@@ -224,4 +224,5 @@ def oracle_act(config: SystemConfig, env_state):
     return decisions_to_action(table, mode, server)
 
 
-__all__ = ["HOLD_PHI", "oracle_act", "oracle_cost", "solve_batch", "solve_slot"]
+__all__ = ["HOLD_PHI", "assignment_value", "check_assignment", "oracle_act", "oracle_cost", "solve_batch", "solve_mip",
+           "solve_slot"]

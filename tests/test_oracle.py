@@ -98,7 +98,7 @@ def test_solve_batch_equals_a_loop_of_solve_slot():
 
 
 def test_lp_relaxation_first_finds_the_mip_optimum():
-    """_solve_mip tries the LP relaxation first and keeps it only when it is integral and valid; on
+    """solve_mip tries the LP relaxation first and keeps it only when it is integral and valid; on
     colliding slots its assignment costs exactly what the MIP's does, and both paths are exercised."""
     from meqc_jax import oracle
 
@@ -118,12 +118,12 @@ def test_lp_relaxation_first_finds_the_mip_optimum():
             U, E = int(rng.integers(2, 7)), int(rng.integers(1, 4))
             t = option_table(cfg, *random_instance(rng, U, E, quantum_friendly=True))
             args = [np.asarray(x, np.float64) for x in (t.local, t.classical, t.quantum)] + [np.asarray(t.feasible)]
-            fast = oracle._solve_mip(*args)
-            exact = oracle._solve_mip(*args, relax_first=False)
+            fast = oracle.solve_mip(*args)
+            exact = oracle.solve_mip(*args, relax_first=False)
             for mode, server in (fast, exact):
-                assert oracle._check_assignment(mode, server, args[3])
-            assert oracle._assignment_value(*args[:3], *fast) == pytest.approx(
-                oracle._assignment_value(*args[:3], *exact), rel=1e-9, abs=1e-9)
+                assert oracle.check_assignment(mode, server, args[3])
+            assert oracle.assignment_value(*args[:3], *fast) == pytest.approx(
+                oracle.assignment_value(*args[:3], *exact), rel=1e-9, abs=1e-9)
             compared += 1
     finally:
         oracle.highspy.Highs.run = run
