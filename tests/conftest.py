@@ -87,7 +87,8 @@ def tiny_reproduce(tmp_path_factory):
     worker processes (the CLI's default on a CPU), which also halves its compile-bound wall time."""
     from meqc_jax.experiments import DEFAULT_PARTS, ReproduceConfig, reproduce
 
-    tiny = dict(epochs_mlp=3, epochs_vqc=3, envs=2, slots_per_epoch=10, minibatches=2, chunk=3, eval_envs=3,
+    tiny = dict(epochs_mlp=3, epochs_vqc=3, epochs_sweep=3, epochs_large=3, envs=2, slots_per_epoch=10, minibatches=2,
+                update_epochs=2, chunk=3, eval_envs=3,
                 eval_slots=3, sizes=(3, 3, 3), f_edge_ghz=(5.0, 30.0), phys_qubits=(1000, 20000),
                 t1_ms=(0.1, 1000.0), map_t1_ms=(0.1, 10.0), map_lam_d=(0.1, 0.9), map_envs=2, map_slots=2,
                 dyn_size=3, dyn_epochs=2, dyn_envs=2, dyn_slots=10, dyn_eval_envs=2, dyn_v=(1.0, 10.0),

@@ -37,6 +37,13 @@ class ReproduceConfig:
     update_epochs: int = 2  # PPO passes over each epoch's data (PPOConfig.update_epochs)
     lr: float = 1e-3  # Adam step size (PPOConfig.lr)
     hidden: tuple[int, ...] = (256, 256)  # the MLP torsos' widths (PPOConfig.hidden; the VQC's are fixed)
+    # the random baselines (cheap, and the noisiest costs: a random server choice has a heavy tail) are also
+    # evaluated on this many times the held-out instances, on fresh slots, so that their intervals are as
+    # narrow as the others'; 1: only on the shared, paired slots
+    eval_random_factor: int = 1
+    # one actor-critic shared by every device (PPOConfig.shared_params) instead of the paper's one per device:
+    # quick mode's choice (it learns fastest per second, docs/learning.md "Quick mode")
+    shared_params: bool = False
     chunk: int = 10
     eval_envs: int = 100
     eval_slots: int = 100  # per instance: eval_envs x eval_slots held-out slots per run
@@ -93,6 +100,8 @@ class ReproduceConfig:
         c.choice("fast_compile", (False, True))
         c.choice("quick_mode", (False, True))
         c.choice("eval_same_user_slots", (False, True))
+        c.choice("shared_params", (False, True))
+        c.integer("eval_random_factor", 1, 1000)
         c.choice("scenario", tuple(SCENARIOS))
         for name, hi in (("dyn_epochs", 10**5), ("dyn_envs", 2**16), ("dyn_slots", 10**5), ("dyn_eval_envs", 10**5),
                          ("dyn_small", 8), ("dyn_size", 1000), ("dyn_horizon", 100), ("dyn_bound_instances", 10**4)):
@@ -109,11 +118,17 @@ class ReproduceConfig:
 
     @classmethod
     def quick(cls, **overrides) -> ReproduceConfig:
-        """Every figure on small settings (one seed, short epochs): a few minutes on 2 CPU cores.
-        A budget measured to converge (docs/learning.md "Quick mode") is the override set
-        `common.QUICK_CONVERGED`; it costs about twice the run time, so it is not the default."""
-        base = dict(seeds=1, epochs_mlp=12, epochs_vqc=12, envs=8, slots_per_epoch=100, minibatches=4, chunk=12,
-                    eval_envs=16, eval_slots=16, f_edge_ghz=(5.0, 15.0, 30.0), phys_qubits=(1000, 5000, 20000),
+        """Every figure on small settings (one seed, short epochs) with a learner that has converged at
+        U = E = 10: about two minutes on 2 CPU cores (README; docs/learning.md "Quick mode"). The budget and PPO settings were
+        chosen by measurement (docs/learning.md "Quick mode"): 64 environments x 50 slots per epoch, 8
+        passes of 8 minibatches at step size 3e-3, 64 x 64 torsos, one actor-critic shared by the devices;
+        15 epochs at U = E = 10 (Fig. 4; the VQC 10), 10 for the sweeps and at U = E = 20 and 30 (every count a
+        multiple of `chunk`, so each size compiles one training program); a held-out set of
+        4096 slots at U = E = 10 and the same user-slots at the larger sizes, the random baselines on 4 x as many."""
+        base = dict(seeds=1, epochs_mlp=15, epochs_vqc=10, epochs_sweep=10, epochs_large=10, envs=64,
+                    slots_per_epoch=50, minibatches=8, update_epochs=8, lr=3e-3, hidden=(64, 64), shared_params=True,
+                    chunk=5, eval_envs=4096, eval_slots=1, eval_same_user_slots=True, eval_random_factor=4,
+                    f_edge_ghz=(5.0, 15.0, 30.0), phys_qubits=(1000, 5000, 20000),
                     t1_ms=(0.1, 10.0, 1000.0), map_t1_ms=(0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0),
                     map_lam_d=(0.1, 0.5, 0.9), map_envs=8, map_slots=4, vqc_figures=("fig4",), fast_compile=True,
                     quick_mode=True, dyn_epochs=20, dyn_envs=8, dyn_slots=100, dyn_eval_envs=16,
@@ -122,14 +137,6 @@ class ReproduceConfig:
 
     def to_dict(self) -> dict:
         return dataclass_to_dict(self)
-
-
-# The quick budget measured to converge (MLP 1.087 x the oracle at U = E = 10, below random offloading at
-# U = E = 20 and 30; docs/learning.md): ReproduceConfig.quick(**QUICK_CONVERGED). Measured here it made
-# `reproduce --quick` slower (Fig. 4 alone 314 s in a 2-worker run), so it is opt-in.
-QUICK_CONVERGED = dict(epochs_mlp=30, epochs_sweep=12, epochs_large=15, envs=64, slots_per_epoch=50, minibatches=8,
-                       update_epochs=8, lr=3e-3, hidden=(64, 64), chunk=30, eval_envs=4096, eval_slots=1,
-                       eval_same_user_slots=True)
 
 
 def device_description() -> str:
@@ -167,7 +174,7 @@ def train(system_config: SystemConfig, torso: str, rc: ReproduceConfig, configs:
     if epochs is None:
         epochs = rc.epochs_vqc if torso == "vqc" else rc.epochs_mlp
     ppo = PPOConfig(torso=torso, epochs=epochs, num_envs=rc.envs, num_minibatches=rc.minibatches,
-                    update_epochs=rc.update_epochs, lr=rc.lr, hidden=rc.hidden)
+                    update_epochs=rc.update_epochs, lr=rc.lr, hidden=rc.hidden, shared_params=rc.shared_params)
     learner = make_learner("ppo", system_config, ppo)
     env = learner.env
     runs = [(i, s) for i in range(len(configs)) for s in range(rc.seed, rc.seed + rc.seeds)]
@@ -175,6 +182,33 @@ def train(system_config: SystemConfig, torso: str, rc: ReproduceConfig, configs:
     state, metrics = fit(learner, [s for _, s in runs], chunk=rc.chunk, ckpt_dir=ckpt, progress=progress,
                          env_params=params)
     return learner, state, metrics, runs, params
+
+
+RANDOM_BASELINES = ("random_offloading", "random_partitioning")
+
+
+def held_out(system_config: SystemConfig, learned: list, rc: ReproduceConfig, num_envs: int, params, progress: bool):
+    """Every learned policy, baseline and the oracle on the same held-out slots (paired); with
+    `rc.eval_random_factor` > 1 the random baselines' entries come from that many times the instances
+    instead (fresh slots; their ratio to the oracle uses the oracle's mean on the shared slots).
+    Returns the `EvalResult` of the shared slots with those entries replaced in `points`."""
+    from meqc_jax.baselines import POLICY_NAMES
+    from meqc_jax.evaluate import evaluate
+
+    res = evaluate(system_config, [*learned, *POLICY_NAMES], num_envs=num_envs, num_slots=rc.eval_slots,
+                   seed=rc.seed + 1_000_003, progress=progress, env_params=params,
+                   compiler_options=compiler_options(rc))
+    if rc.eval_random_factor > 1:
+        extra = evaluate(system_config, list(RANDOM_BASELINES), num_envs=num_envs * rc.eval_random_factor,
+                         num_slots=rc.eval_slots, seed=rc.seed + 3_000_017, env_params=params,
+                         compiler_options=compiler_options(rc))
+        for point, more in zip(res.points, extra.points):
+            for name in RANDOM_BASELINES:
+                entry = dict(more[name])
+                entry["ratio_to_oracle"] = entry["mean_cost"] / point["oracle"]["mean_cost"]
+                entry.pop("share_at_optimum", None)  # not paired with the oracle's slots
+                point[name] = entry
+    return res
 
 
 def epochs_to_converge(curve: np.ndarray, tol: float = 0.10) -> int:

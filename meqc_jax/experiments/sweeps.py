@@ -9,7 +9,6 @@ import numpy as np
 
 from meqc_jax.baselines import POLICY_NAMES
 from meqc_jax.config import SystemConfig
-from meqc_jax.evaluate import evaluate
 from meqc_jax.experiments import common
 from meqc_jax.experiments.common import ReproduceConfig
 from meqc_jax.io import atomic_write_csv
@@ -39,21 +38,22 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
     epochs = rc.epochs_mlp if rc.epochs_sweep is None else rc.epochs_sweep
     learner, state, _, runs, params = common.train(system, "mlp", rc, configs, os.path.join(out, "checkpoints", name),
                                                    progress, epochs=epochs)
-    res = evaluate(system, [learner.sweep_policy(learner.acting_params(state), "mlp"), *POLICY_NAMES], num_envs=rc.eval_envs,
-                   num_slots=rc.eval_slots, seed=rc.seed + 1_000_003, progress=progress, env_params=params,
-                   compiler_options=common.compiler_options(rc))
-    rows, table = [], {pol: [] for pol in ("mlp", *POLICY_NAMES)}
+    res = common.held_out(system, [learner.sweep_policy(learner.acting_params(state), "mlp")], rc, rc.eval_envs,
+                          params, progress)
+    rows, table, ci95 = [], {pol: [] for pol in ("mlp", *POLICY_NAMES)}, {pol: [] for pol in ("mlp", *POLICY_NAMES)}
     qshare = {pol: [] for pol in ("mlp", *POLICY_NAMES)}
     for vi, v in enumerate(values):
         idx = [r for r, (i, _) in enumerate(runs) if i == vi]
         for pol in table:
             table[pol].append(float(np.mean([res.points[r][pol]["mean_cost"] for r in idx])))
+            ci95[pol].append(float(np.mean([res.points[r][pol]["ci95"] for r in idx])))
             qshare[pol].append(float(np.mean([res.points[r][pol]["quantum_share"] for r in idx])))
             for r in idx:
                 p = res.points[r][pol]
                 rows.append([v, pol, runs[r][1], f"{p['mean_cost']:.6g}", f"{p['ci95']:.4g}",
                              f"{p.get('ratio_to_oracle', float('nan')):.6g}", f"{p['quantum_share']:.4g}"])
-    data = {"field": field, "label": label, "values": list(values), "cost": table, "quantum_share": qshare}
+    data = {"field": field, "label": label, "values": list(values), "cost": table, "ci95": ci95,
+            "quantum_share": qshare}
     atomic_write_csv(os.path.join(out, f"{name}_{slug}.csv"),
                      [field, "policy", "seed", "mean_cost", "ci95", "ratio_to_oracle", "quantum_share"], rows)
     from meqc_jax.plots import plot_sweep_figure
@@ -71,7 +71,9 @@ def report(name: str, d: dict, rc: ReproduceConfig) -> tuple[list[str], list[tup
     lines += [f"## Fig. {part[3:]}: final cost vs {label}", "",
               f"| {field} | " + " | ".join(d["cost"]) + " |", "|---|" + "---|" * len(d["cost"])]
     for i, v in enumerate(d["values"]):
-        lines.append(f"| {v} | " + " | ".join(f"{d['cost'][p][i]:.2f}" for p in d["cost"]) + " |")
+        ci = d.get("ci95", {})  # absent in results written before the intervals were recorded
+        lines.append(f"| {v} | " + " | ".join(f"{d['cost'][p][i]:.2f} ± {ci[p][i]:.2f}" if p in ci
+                                               else f"{d['cost'][p][i]:.2f}" for p in d["cost"]) + " |")
     lines.append("")
     c = np.array(d["cost"]["mlp"])
     o = np.array(d["cost"]["oracle"])

@@ -9,7 +9,6 @@ import os
 import numpy as np
 
 from meqc_jax.baselines import BASELINE_NAMES, POLICY_NAMES
-from meqc_jax.evaluate import evaluate
 from meqc_jax.experiments import common
 from meqc_jax.experiments.common import PRESETS, TRAINING_PARTS, ReproduceConfig
 from meqc_jax.io import atomic_write_csv
@@ -34,11 +33,9 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
         learned.append(learner.sweep_policy(learner.acting_params(state), torso))
         learners[torso] = learner
     eval_envs = rc.eval_envs
-    if rc.eval_same_user_slots:  # the same user-slots at every size (opt-in; QUICK_CONVERGED sets it)
+    if rc.eval_same_user_slots:  # the same user-slots at every size (quick mode sets it)
         eval_envs = max(1, math.ceil(rc.eval_envs * rc.sizes[0] / size))
-    res = evaluate(system, [*learned, *POLICY_NAMES], num_envs=eval_envs, num_slots=rc.eval_slots,
-                   seed=rc.seed + 1_000_003, progress=progress, env_params=params,
-                   compiler_options=common.compiler_options(rc))
+    res = common.held_out(system, learned, rc, eval_envs, params, progress)
     rows, data = [], {"size": size, "presets": {}}
     for pi, preset in enumerate(presets):
         idx = [r for r, (i, _) in enumerate(runs) if i == pi]
