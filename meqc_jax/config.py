@@ -113,6 +113,10 @@ class SystemConfig:
     lam_e: float | None = None  # energy weight; None -> the preset's
     # opt-in dynamics carried between slots (meqc_jax.dynamics; dynamics-spec.md); () = the paper's model
     dynamics: tuple[str, ...] = ()
+    # the oracle (spec 11) solves a colliding slot's LP relaxation first and keeps it when integral: the same
+    # optimum in a third of the time, but ties between equal-cost assignments may break otherwise than the
+    # MIP's (their replayed float32 costs then differ by <= ~2e-6 relative), so it is opt-in (quick mode)
+    oracle_lp_first: bool = False
 
     # --- dynamics constants (dynamics-spec.md sections 1-5); unused while `dynamics` is empty ---
     p_task: float = 1.0  # probability that a user has a task in a slot (section 1)
@@ -183,6 +187,7 @@ class SystemConfig:
         choice("latency_model", LATENCY_MODELS)
         choice("arbitration", ARBITRATIONS)
         choice("preset", tuple(WEIGHT_PRESETS))
+        c.check("oracle_lp_first", isinstance(self.oracle_lp_first, bool), "True or False")
         for name in ("lam_d", "lam_e"):
             if getattr(self, name) is not None:
                 real(name, 0.0, 1.0, lo_open=False)

@@ -18,8 +18,9 @@ a per-slot optimum: in the paper's model (no dynamics) slots are independent, so
 optimum of every episode; with carried state (`meqc_jax.dynamics`) it prices the carry as it
 finds it and ignores what the slot leaves behind, i.e. it is then a myopic planner, not a bound. Most
 slots need no solver: when every user's unconstrained best option already satisfies the
-constraints, that assignment is optimal; only the others go to HiGHS, which solves the LP relaxation
-first and the MIP only when the relaxation's optimum is fractional (rarely: 2 of 160 colliding slots).
+constraints, that assignment is optimal; only the others go to HiGHS. With `config.oracle_lp_first`
+(opt-in) it solves their LP relaxation first and the MIP only when the relaxation's optimum is
+fractional (rarely: 2 of 160 colliding slots), the same optimum about 3x faster.
 """
 
 from __future__ import annotations
@@ -58,9 +59,10 @@ def assignment_value(local, classical, quantum, mode, server) -> float:
                                   [classical[users, server], quantum[users, server]], local)))
 
 
-def solve_mip(local, classical, quantum, feasible, relax_first: bool = True):
+def solve_mip(local, classical, quantum, feasible, relax_first: bool = False):
     """The spec-11 MIP of the module docstring with HiGHS; returns (mode [U], server [U]).
-    `relax_first`: try the LP relaxation first (below); False goes straight to the MIP."""
+    `relax_first` (`SystemConfig.oracle_lp_first`): try the LP relaxation first (below); the same optimal
+    value, though among equal-cost assignments it may return another than the MIP would."""
     U, E = classical.shape
     n = U * E
     # variable j: x_c[u,e] at j = u*E + e, x_q[u,e] at j = n + u*E + e
@@ -133,7 +135,7 @@ def solve_mip(local, classical, quantum, feasible, relax_first: bool = True):
     raise AssertionError("unreachable")
 
 
-def solve_slot(local, classical, quantum, feasible):
+def solve_slot(local, classical, quantum, feasible, relax_first: bool = False):
     """Exact optimum of one slot from its option table (NumPy arrays, float64 inside).
 
     Returns (value, mode [U] in {LOCAL, CLASSICAL, QUANTUM}, server [U]).
@@ -150,11 +152,11 @@ def solve_slot(local, classical, quantum, feasible):
     mode = np.where(pick == 0, LOCAL, np.where(pick <= E, CLASSICAL, QUANTUM))
     server = np.where(pick == 0, 0, (pick - 1) % E)
     if not check_assignment(mode, server, feasible):
-        mode, server = solve_mip(local, classical, quantum, feasible)
+        mode, server = solve_mip(local, classical, quantum, feasible, relax_first)
     return assignment_value(local, classical, quantum, mode, server), mode, server
 
 
-def solve_batch(local, classical, quantum, feasible):
+def solve_batch(local, classical, quantum, feasible, relax_first: bool = False):
     """`solve_slot` (spec 11) over any leading batch shape; returns (value [...], mode [..., U], server [..., U]).
 
     The unconstrained best options and their validity are found for the whole batch at once; only
@@ -177,7 +179,7 @@ def solve_batch(local, classical, quantum, feasible):
     needs_holder = (modes == CLASSICAL) & np.take_along_axis(feasible, servers[..., None], -1)[..., 0]
     unheld = np.take_along_axis(holders, servers, -1) == 0
     for i in np.flatnonzero(np.any(holders > 1, axis=-1) | np.any(needs_holder & unheld, axis=-1)):
-        modes[i], servers[i] = solve_mip(local[i], classical[i], quantum[i], feasible[i])
+        modes[i], servers[i] = solve_mip(local[i], classical[i], quantum[i], feasible[i], relax_first)
     chosen = np.select([modes == CLASSICAL, modes == QUANTUM],
                        [np.take_along_axis(classical, servers[..., None], -1)[..., 0],
                         np.take_along_axis(quantum, servers[..., None], -1)[..., 0]], local)
@@ -193,7 +195,7 @@ def _jitted_table(config: SystemConfig):
 def oracle_cost(config: SystemConfig, scenario: Scenario, tasks: Tasks) -> float:
     """The exact minimum slot cost over all joint actions and QPU winners (spec 11), one instance."""
     t = _jitted_table(config)(scenario, tasks)
-    value, _, _ = solve_slot(t.local, t.classical, t.quantum, t.feasible)
+    value, _, _ = solve_slot(t.local, t.classical, t.quantum, t.feasible, config.oracle_lp_first)
     return value
 
 
@@ -215,7 +217,7 @@ def oracle_act(config: SystemConfig, env_state):
     U, E = table.classical.shape
 
     def host(local, classical, quantum, feasible):
-        _, mode, server = solve_batch(local, classical, quantum, feasible)
+        _, mode, server = solve_batch(local, classical, quantum, feasible, config.oracle_lp_first)
         return mode, server
 
     shapes = (jax.ShapeDtypeStruct((U,), jnp.int32), jax.ShapeDtypeStruct((U,), jnp.int32))

@@ -42,7 +42,7 @@ def test_presets(preset, weights):
 
 BAD = [
     ("num_users", 0), ("num_users", 2.5), ("num_servers", -1), ("slots_per_episode", 0), ("num_users", True),
-    ("energy_model", "joules"), ("latency_model", "max"), ("arbitration", "fifo"), ("preset", "greedy"),
+    ("energy_model", "joules"), ("latency_model", "max"), ("arbitration", "fifo"), ("preset", "greedy"), ("oracle_lp_first", 1), ("oracle_lp_first", "yes"),
     ("lam_d", 1.5), ("lam_e", -0.1), ("lam_d", float("nan")),
     ("f_local_choices_ghz", ()), ("f_local_choices_ghz", (1.0, -2.0)), ("f_edge_choices_ghz", (float("nan"),)),
     ("p_tx_range_mw", (0.2, 0.01)), ("p_tx_range_mw", (0.01,)), ("p_tx_range_mw", (0.0, 0.2)),

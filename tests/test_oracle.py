@@ -118,8 +118,8 @@ def test_lp_relaxation_first_finds_the_mip_optimum():
             U, E = (5, 2) if i % 2 else (2, 2)  # two shapes (one option_table compile each); 2 x 2 LPs are often fractional
             t = option_table(cfg, *random_instance(rng, U, E, quantum_friendly=True))
             args = [np.asarray(x, np.float64) for x in (t.local, t.classical, t.quantum)] + [np.asarray(t.feasible)]
-            fast = oracle.solve_mip(*args)
-            exact = oracle.solve_mip(*args, relax_first=False)
+            fast = oracle.solve_mip(*args, relax_first=True)
+            exact = oracle.solve_mip(*args)  # the default: straight to the MIP
             for mode, server in (fast, exact):
                 assert oracle.check_assignment(mode, server, args[3])
             assert oracle.assignment_value(*args[:3], *fast) == pytest.approx(

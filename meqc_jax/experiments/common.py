@@ -44,6 +44,7 @@ class ReproduceConfig:
     # one actor-critic shared by every device (PPOConfig.shared_params) instead of the paper's one per device:
     # quick mode's choice (it learns fastest per second, docs/learning.md "Quick mode")
     shared_params: bool = False
+    oracle_lp_first: bool = False  # SystemConfig.oracle_lp_first for every part's oracle (quick mode: on)
     chunk: int = 10
     eval_envs: int = 100
     eval_slots: int = 100  # per instance: eval_envs x eval_slots held-out slots per run
@@ -101,6 +102,7 @@ class ReproduceConfig:
         c.choice("quick_mode", (False, True))
         c.choice("eval_same_user_slots", (False, True))
         c.choice("shared_params", (False, True))
+        c.choice("oracle_lp_first", (False, True))
         c.integer("eval_random_factor", 1, 1000)
         c.choice("scenario", tuple(SCENARIOS))
         for name, hi in (("dyn_epochs", 10**5), ("dyn_envs", 2**16), ("dyn_slots", 10**5), ("dyn_eval_envs", 10**5),
@@ -127,7 +129,7 @@ class ReproduceConfig:
         4096 slots at U = E = 10 and the same user-slots at the larger sizes, the random baselines on 4 x as many."""
         base = dict(seeds=1, epochs_mlp=15, epochs_vqc=10, epochs_sweep=10, epochs_large=10, envs=64,
                     slots_per_epoch=50, minibatches=8, update_epochs=8, lr=3e-3, hidden=(64, 64), shared_params=True,
-                    chunk=5, eval_envs=4096, eval_slots=1, eval_same_user_slots=True, eval_random_factor=4,
+                    chunk=5, eval_envs=4096, eval_slots=1, eval_same_user_slots=True, eval_random_factor=4, oracle_lp_first=True,
                     f_edge_ghz=(5.0, 15.0, 30.0), phys_qubits=(1000, 5000, 20000),
                     t1_ms=(0.1, 10.0, 1000.0), map_t1_ms=(0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0),
                     map_lam_d=(0.1, 0.5, 0.9), map_envs=8, map_slots=4, vqc_figures=("fig4",), fast_compile=True,
@@ -150,7 +152,8 @@ def device_description() -> str:
 def system(rc: ReproduceConfig, size: int = 10, slots: int | None = None, **kw) -> SystemConfig:
     """The scenario's configuration at U = E = `size` with the reproduction's episode length."""
     return scenario_config(rc.scenario, num_users=size, num_servers=size,
-                           slots_per_episode=rc.slots_per_epoch if slots is None else slots, **kw)
+                           slots_per_episode=rc.slots_per_epoch if slots is None else slots,
+                           **{"oracle_lp_first": rc.oracle_lp_first, **kw})
 
 
 def compiler_options(rc: ReproduceConfig):
