@@ -337,7 +337,10 @@ class MEQCEnv:
     def batch_step(self, keys, states: EnvState, actions, depth: int = 1):
         """`env.step` vmapped over `depth` leading batch axes ([N] or e.g. [P, N] keys, states and
         actions), with the axes named so that the automatic reset is drawn only in slots that end an
-        episode somewhere in the batch (`step`'s `batch_axis`); the same numbers as `jax.vmap(env.step)`."""
+        episode somewhere in the batch (`step`'s `batch_axis`; the automatic reset of spec section 2's
+        per-episode draw); the same numbers as `jax.vmap(env.step)`, bit for bit."""
+        if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= 8:
+            raise ValueError(f"batch_step: depth={depth!r} is invalid: allowed an integer in [1, 8] (batch axes)")
         names = tuple(f"meqc_batch_{i}" for i in range(depth))
         fn = functools.partial(self.step, batch_axis=names)
         for name in reversed(names):

@@ -140,6 +140,14 @@ def test_batch_step_equals_vmapped_step_bit_for_bit():
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_batch_step_refuses_a_bad_depth_before_tracing():
+    import pytest
+
+    for depth in (0, 9, 1.5, True):
+        with pytest.raises(ValueError, match=r"^batch_step: depth=.* allowed an integer in \[1, 8\]"):
+            ENV.batch_step(None, None, None, depth=depth)
+
+
 def test_no_retrace_and_large_batch():
     env = MEQCEnv(SystemConfig(num_users=10, num_servers=10))
     n = 10_000
