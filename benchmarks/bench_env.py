@@ -17,6 +17,11 @@ in one run (medians over repeats):
              timed on min(N, 64) instances (its cost per user-slot does not depend on N).
 Prints the ratios and writes them as JSON (atomically).
 
+    python benchmarks/bench_env.py --draws [--out benchmarks/results/env_draws.json]
+
+The samplers' cost per 32-bit word by draw size, a slot's draws against the raw floor, and a fused,
+bit-identical draw of the same words (a prototype not adopted): `bench_draws`.
+
     python benchmarks/bench_env.py --dynamics [--out benchmarks/results/env_dynamics.json]
 
 Item 6 of the dynamics issue, side by side in one run at U = E = 10, N = 8192: the env step with all
@@ -197,10 +202,70 @@ def bench_dynamics(n: int = 8192, size: int = 10, eval_envs: int = 256, eval_slo
     return out
 
 
+def bench_draws(n: int = 8192, size: int = 10) -> dict:
+    """Why the samplers sit above the raw floor (docs/performance.md): ns per 32-bit word of one vmapped
+    `jax.random.bits` call by words per instance; a slot's own draws (tasks + arrival order) against as
+    many plain words in one call; and the same words computed bit-identically in one fused threefry call
+    (`jax.extend.random.threefry2x32_p` on the draws' keys and counters; JAX's partitionable threefry,
+    checked equal), a prototype that was not adopted. Medians, the pairs alternated."""
+    from jax.extend.random import threefry2x32_p
+
+    cfg = SystemConfig(num_users=size, num_servers=size)
+    env = MEQCEnv(cfg)
+    U, E = size, size
+    keys = jax.random.split(jax.random.key(2), n)
+    _, states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), n))
+
+    def timed(fn, *args):
+        f = jax.jit(jax.vmap(fn))
+        jax.block_until_ready(f(*args))
+        return lambda: jax.block_until_ready(f(*args))
+
+    out = {"num_envs": n, "users": U, "servers": E, "ns_per_word": {}}
+    for m in (1, 5, 10, 20, 50, 100, 200):
+        t, _ = median_time(timed(lambda k, m=m: jax.random.bits(k, (m,)), keys))
+        out["ns_per_word"][str(m)] = t / (n * m) * 1e9
+
+    def slot_draws(key, scenario):  # what env.step draws in a slot that ends no episode
+        k_arb, k_tasks, _ = jax.random.split(key, 3)
+        return sample_tasks(k_tasks, cfg, scenario), jax.random.uniform(k_arb, (U,))
+
+    sizes = [U, U, U, E, U * E, U]  # frames, cycles exponent, primitives, t1 jitter, gains, arrival order
+
+    def fused_bits(key):  # the same 32-bit words as the six separate draws, in one threefry call
+        k_arb, k_tasks, _ = jax.random.split(key, 3)
+        kf, kj, kp, kg, kt = jax.random.split(k_tasks, 5)
+        parts = [(kf, U), (kj, U), (kp, U), (kt, E), (kg, U * E), (k_arb, U)]
+        kd = [jax.random.key_data(k) for k, _ in parts]
+        k1 = jnp.concatenate([jnp.broadcast_to(d[0], (m,)) for d, (_, m) in zip(kd, parts)])
+        k2 = jnp.concatenate([jnp.broadcast_to(d[1], (m,)) for d, (_, m) in zip(kd, parts)])
+        c = jnp.concatenate([jnp.arange(m, dtype=jnp.uint32) for _, m in parts])
+        b1, b2 = threefry2x32_p.bind(k1, k2, jnp.zeros_like(c), c)
+        return b1 ^ b2
+
+    def separate_bits(key):
+        k_arb, k_tasks, _ = jax.random.split(key, 3)
+        kf, kj, kp, kg, kt = jax.random.split(k_tasks, 5)
+        return jnp.concatenate([jax.random.bits(k, (m,)) for k, m in
+                                ((kf, U), (kj, U), (kp, U), (kt, E), (kg, U * E), (k_arb, U))])
+
+    words = sum(sizes)
+    same = bool(jnp.all(jax.vmap(fused_bits)(keys[:64]) == jax.vmap(separate_bits)(keys[:64])))
+    raw = timed(lambda k: jax.random.uniform(k, (words,)), keys)
+    t_slot, t_raw, r_slot, _ = paired_times(timed(slot_draws, keys, states.scenario), raw)
+    t_fused, t_sep, r_fused, _ = paired_times(timed(fused_bits, keys), timed(separate_bits, keys))
+    out.update(words_per_slot=words, slot_draws_s=t_slot, raw_s=t_raw, slot_draws_over_raw=r_slot,
+               fused_bits_s=t_fused, separate_bits_s=t_sep, fused_over_separate=r_fused,
+               fused_equals_separate=same, threefry_partitionable=bool(jax.config.jax_threefry_partitionable))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="N in {1, 64, 1024} and U = E = 10 only")
     ap.add_argument("--dynamics", action="store_true", help="only the dynamics' ratios (module docstring)")
+    ap.add_argument("--draws", action="store_true", help="only the samplers' cost per word and the fused-draw "
+                    "prototype (bench_draws)")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/env.json, or "
                     "env_dynamics.json with --dynamics)")
     args = ap.parse_args()
@@ -215,6 +280,20 @@ def main():
         print(f"evaluation of {len(res['eval_policies'])} policies, {res['eval_envs']} x {res['eval_slots']} slots: "
               f"per-policy / shared = {res['eval_per_policy_over_shared']:.2f} "
               f"({res['shared_eval_s']:.2f} vs {res['per_policy_eval_s']:.2f} s)")
+        atomic_write_json(out, res)
+        print(f"wrote {out}")
+        return
+    if args.draws:
+        out = args.out or os.path.join(results_dir, "env_draws.json")
+        res = dict(bench_draws(), device=str(jax.devices()[0]), jax_version=jax.__version__,
+                   cpu_count=os.cpu_count(), date=time.strftime("%Y-%m-%d %H:%M:%S"))
+        print("ns per 32-bit word, one vmapped jax.random.bits call of m words per instance, N = "
+              f"{res['num_envs']}: " + ", ".join(f"m={m}: {v:.2f}" for m, v in res["ns_per_word"].items()))
+        print(f"a slot's draws ({res['words_per_slot']} words in 6 calls) / as many plain words in one call: "
+              f"{res['slot_draws_over_raw']:.2f} ({res['slot_draws_s'] * 1e3:.2f} vs {res['raw_s'] * 1e3:.2f} ms)")
+        print(f"the same words in one fused threefry call / six calls: {res['fused_over_separate']:.2f} "
+              f"({res['fused_bits_s'] * 1e3:.2f} vs {res['separate_bits_s'] * 1e3:.2f} ms; "
+              f"bit-identical: {res['fused_equals_separate']})")
         atomic_write_json(out, res)
         print(f"wrote {out}")
         return
