@@ -121,7 +121,7 @@ class ReproduceConfig:
     @classmethod
     def quick(cls, **overrides) -> ReproduceConfig:
         """Every figure on small settings (one seed, short epochs) with a learner that has converged at
-        U = E = 10: about two minutes on 2 CPU cores (README; docs/learning.md "Quick mode"). The budget and PPO settings were
+        U = E = 10: two to three minutes on 2 CPU cores (README; docs/learning.md "Quick mode"). The budget and PPO settings were
         chosen by measurement (docs/learning.md "Quick mode"): 64 environments x 50 slots per epoch, 8
         passes of 8 minibatches at step size 3e-3, 64 x 64 torsos, one actor-critic shared by the devices;
         15 epochs at U = E = 10 (Fig. 4; the VQC 10), 10 for the sweeps and at U = E = 20 and 30 (every count a
