@@ -151,6 +151,37 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-resume", action="store_true", help="ignore checkpoints already in --out")
     tr.add_argument("--no-progress", action="store_true")
 
+    sw = sub.add_parser("sweep", help="a grid of scenarios x SystemConfig fields x policies x seeds in as few "
+                                      "compiled programs as the shapes allow; results.csv, summary.json, a figure "
+                                      "per field; resumable")
+    _add_scenario_arg(sw)
+    sw.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
+                    help="a swept field and its values (repeat for more fields; the grid is their product): any "
+                         "SystemConfig field, scenario, or f_edge_ghz / phys_qubits (every server / QPU at one "
+                         "value); tuple values as a/b/c")
+    sw.add_argument("--config", default=None, metavar="FILE.toml",
+                    help="the sweep as TOML: [grid] FIELD = [values], optional [set] fixed fields, and keys "
+                         "policies, seeds, envs, slots, ... (flags given here win)")
+    sw.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="a SystemConfig field fixed at VALUE for every point (e.g. num_users=6)")
+    sw.add_argument("--policies", default=None,
+                    help="comma-separated: all (the registered policies that apply), policy names, ppo / ppo-vqc "
+                         "(train per cell, then evaluate); default all")
+    sw.add_argument("--seeds", type=_positive_int("--seeds", 1000), default=None, help="seeds per point (default 1)")
+    sw.add_argument("--envs", type=_positive_int("--envs", 10**6), default=None,
+                    help="instances per cell (default 64)")
+    sw.add_argument("--slots", type=_positive_int("--slots", 10**7), default=None,
+                    help="slots per instance (default 50)")
+    sw.add_argument("--chunk-cells", type=_positive_int("--chunk-cells", 10**6), default=None,
+                    help="cells (point x seed) per compiled call and per saved chunk (default: a group's, up to 256)")
+    sw.add_argument("--train-epochs", type=_positive_int("--train-epochs", 10**5), default=None,
+                    help="ppo: epochs per cell (default 20)")
+    sw.add_argument("--max-hours", type=float, default=None,
+                    help="refuse a sweep estimated (from its first chunk) to take longer (default 24)")
+    sw.add_argument("--yes", action="store_true", help="go on past --max-hours")
+    sw.add_argument("--out", default=None, help="output folder (default runs/sweep-<time>); rerun to resume")
+    sw.add_argument("--no-progress", action="store_true")
+
     rp = sub.add_parser("reproduce", help="reproduce the paper's Figs. 4-9 (+ Fig. 10, the QPU map): PNG + CSV "
                                           "per figure and report.md")
     _add_scenario_arg(rp)
@@ -395,6 +426,51 @@ def train_cmd(args) -> int:
     return 0
 
 
+def sweep_cmd(args) -> int:
+    import dataclasses
+    import os
+
+    from rich.console import Console
+
+    from meqc_jax import sweep
+
+    if args.max_hours is not None and not (args.max_hours > 0 and args.max_hours < float("inf")):
+        raise CLIError(f"--max-hours={args.max_hours!r} is invalid: allowed a number > 0")
+    try:
+        fixed = []
+        for item in args.set:
+            field, sep, value = item.partition("=")
+            if not sep:
+                raise sweep.SweepError(f"--set {item!r} is invalid: allowed FIELD=VALUE")
+            fixed.append((field.strip(), sweep.parse_value(field.strip(), value.strip())))
+        given = dict(policies=None if args.policies is None else tuple(
+            p.strip() for p in args.policies.split(",") if p.strip()), seeds=args.seeds, envs=args.envs,
+            slots=args.slots, chunk_cells=args.chunk_cells, train_epochs=args.train_epochs,
+            max_hours=args.max_hours)
+        if args.scenario != DEFAULT_SCENARIO or args.config is None:
+            given["scenario"] = args.scenario
+        if args.config is not None:
+            spec = sweep.spec_from_toml(args.config, **given)
+            grid = sweep.parse_grid(args.grid)
+            if grid or fixed:
+                spec = dataclasses.replace(spec, grid=tuple({**dict(spec.grid), **dict(grid)}.items()),
+                                           fixed=tuple({**dict(spec.fixed), **dict(fixed)}.items()))
+        else:
+            spec = sweep.SweepSpec(grid=sweep.parse_grid(args.grid), fixed=tuple(fixed),
+                                   **{k: v for k, v in given.items() if v is not None})
+        sweep.plan(spec)  # every point's configuration validated before anything compiles
+    except sweep.SweepError as e:
+        raise CLIError(str(e)) from None
+    out = _writable_out(args.out or os.path.join("runs", time.strftime("sweep-%Y%m%d-%H%M%S")))
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    try:
+        sweep.run(spec, out, progress=not args.no_progress, confirm=args.yes, log=console.print)
+    except (sweep.SweepError, sweep.SweepTooLong) as e:
+        raise CLIError(str(e)) from None
+    console.print(f"wrote {out}/results.csv, summary.json and a figure per swept field")
+    return 0
+
+
 def scenarios_cmd(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -450,6 +526,12 @@ def main(argv: list[str] | None = None) -> int:
         import jax
 
         try:
+            # CPU processes need a collectives backend to form one mesh (gloo ships with jaxlib); accelerators
+            # use their own, so this changes nothing there
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        except (AttributeError, ValueError):  # a jax without the option (older) or without gloo
+            pass
+        try:
             jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
                                        process_id=args.process_id)
         except Exception as e:  # no cluster detected, coordinator unreachable, or jax already initialized
@@ -465,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
                   "allowed a folder this user can create, or off", file=sys.stderr)
             return 2
     commands = {"demo": demo, "evaluate": evaluate_cmd, "train": train_cmd, "reproduce": reproduce_cmd,
-                "scenarios": scenarios_cmd}
+                "scenarios": scenarios_cmd, "sweep": sweep_cmd}
     try:
         return commands[args.command](args)
     except CLIError as e:

@@ -125,17 +125,29 @@ def chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, transitions: 
     step = functools.partial(env.batch_step, depth=2)  # over [P, N]: the reset drawn only where an episode ends
 
     def split2(key, shape):
-        # [P, N] keys, equal across the P sweep points: every point sees the same slots
-        return jnp.broadcast_to(jax.random.split(key, shape[1])[None], shape)
+        # [P, N] keys from one key (equal across the P sweep points: every point sees the same slots),
+        # or from one key per point ([P], `evaluate(point_seeds=...)`: each point its own stream)
+        if key.ndim == 0:
+            return jnp.broadcast_to(jax.random.split(key, shape[1])[None], shape)
+        return jax.vmap(lambda k: jax.random.split(k, shape[1]))(key)
+
+    def split_slot(slot_key):
+        if slot_key.ndim == 0:
+            return jax.random.split(slot_key)
+        pair = jax.vmap(jax.random.split)(slot_key)
+        return pair[:, 0], pair[:, 1]
+
+    def fold(key, i):
+        return jax.random.fold_in(key, i) if key.ndim == 0 else jax.vmap(lambda k: jax.random.fold_in(k, i))(key)
 
     def shared_slot(carry, slot_key, pol_params):
         obs, state = carry
-        k_env, k_act = jax.random.split(slot_key)
+        k_env, k_act = split_slot(slot_key)
         shape = obs.shape[:2]
         env_keys = split2(k_env, shape)  # the same slot and arbitration draws for every policy
         metrics = []
         for i, act in enumerate(acts):
-            action = act(pol_params[i], split2(jax.random.fold_in(k_act, i), shape), state, obs)
+            action = act(pol_params[i], split2(fold(k_act, i), shape), state, obs)
             metrics.append(slot_metrics(price(env_keys, state, action)))
         # the transition does not depend on the action: step with any one (here: local's shape)
         U = state.scenario.f_local.shape[-1]
@@ -144,12 +156,12 @@ def chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, transitions: 
         return (obs, state), metrics
 
     def per_policy_slot(carry, slot_key, pol_params):
-        k_env, k_act = jax.random.split(slot_key)
+        k_env, k_act = split_slot(slot_key)
         shape = carry[0][0].shape[:2]
         env_keys = split2(k_env, shape)  # common random numbers: the same keys for every trajectory
         new, metrics = [], []
         for i, (act, (obs, state)) in enumerate(zip(acts, carry)):
-            action = act(pol_params[i], split2(jax.random.fold_in(k_act, i), shape), state, obs)
+            action = act(pol_params[i], split2(fold(k_act, i), shape), state, obs)
             before = state
             obs, state, _, _, info = step(env_keys, state, action)
             new.append((obs, state))
@@ -166,6 +178,30 @@ def chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, transitions: 
         _RUNNER_CACHE.pop(next(iter(_RUNNER_CACHE)))
     _RUNNER_CACHE[cache_key] = run
     return run
+
+
+_CHECKED: dict = {}
+
+
+def checked_program(run, args, what: str, lower: str):
+    """`run` compiled ahead of time for `args` and refused (`compilation.check_fits`) when its memory plan
+    exceeds the device; the compiled program is kept per argument layout, so later calls with the same
+    shapes neither compile nor check again."""
+    from meqc_jax.compilation import check_fits
+
+    sig = (id(run), str(jax.tree.map(lambda x: (x.shape, str(x.dtype), getattr(x, "sharding", None)), args)))
+    if sig not in _CHECKED:
+        compiled = run.lower(*args).compile()
+        check_fits(compiled, what, lower)
+        if len(_CHECKED) >= _RUNNER_CACHE_SIZE:
+            _CHECKED.pop(next(iter(_CHECKED)))
+        _CHECKED[sig] = (run, compiled)  # `run` kept alive, so its id is never reused while cached
+    return _CHECKED[sig][1]
+
+
+def checked_programs() -> list:
+    """The ahead-of-time compiled evaluation programs currently kept (`fit_hint`), e.g. to count them."""
+    return [compiled for _, compiled in _CHECKED.values()]
 
 
 def cached_runners() -> list:
@@ -202,6 +238,8 @@ def evaluate(
     compiler_options: tuple[tuple[str, object], ...] | None = None,
     devices=None,
     transitions: str = "auto",
+    point_seeds: Sequence[int] | None = None,
+    fit_hint: str | None = None,
 ) -> EvalResult:
     """Evaluate `policies` on the same `num_envs` x `num_slots` slots; see the module docstring.
 
@@ -215,6 +253,11 @@ def evaluate(
     `meqc_jax.sharding`); every instance's numbers are the same as on one device.
     `transitions`: "auto" (per-policy trajectories unless the model is memoryless), "shared" (one
     transition for all policies; refused when actions change the future) or "per_policy".
+    `point_seeds` (one per sweep point, with `env_params`): point p draws its instances and slots from
+    its own seed instead of all points sharing `seed`, and its numbers are those of `evaluate(...,
+    seed=point_seeds[p])` at that point alone (a seeds axis folded into the points, `meqc_jax.sweep`).
+    `fit_hint`: compile the program ahead of running it and refuse it (`compilation.ProgramTooLarge`,
+    one line ending "lower <fit_hint>") when its memory plan exceeds the device.
     """
     for name, v in (("num_envs", num_envs), ("num_slots", num_slots), ("chunk", chunk)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -241,21 +284,38 @@ def evaluate(
                              f"{jax.tree.leaves(pol.params)[0].shape[0]} points, env_params for {P}")
     chunk = min(chunk, num_slots)
     n_chunks = math.ceil(num_slots / chunk)
-    k_reset, k_run = jax.random.split(jax.random.key(seed))
-    # every sweep point gets the same instances (common random numbers across points too), so a
-    # curve over the points shows the effect of the swept parameter, not of different draws
-    reset_keys = jnp.broadcast_to(jax.random.split(k_reset, num_envs)[None], (P, num_envs))
-    chunk_keys = jax.random.split(k_run, n_chunks * chunk).reshape(n_chunks, chunk)
+    if point_seeds is None:
+        k_reset, k_run = jax.random.split(jax.random.key(seed))
+        # every sweep point gets the same instances (common random numbers across points too), so a
+        # curve over the points shows the effect of the swept parameter, not of different draws
+        reset_keys = jnp.broadcast_to(jax.random.split(k_reset, num_envs)[None], (P, num_envs))
+        chunk_keys = jax.random.split(k_run, n_chunks * chunk).reshape(n_chunks, chunk)
+    else:
+        point_seeds = [int(s) for s in point_seeds]
+        if len(point_seeds) != P or not swept:
+            raise ValueError(f"evaluate: point_seeds has {len(point_seeds)} entries; allowed: one per sweep point "
+                             f"of env_params ({P if swept else 'none given'})")
+        # per point exactly the keys `evaluate(seed=s)` derives, stacked: [P, N] resets, [chunks, chunk, P] slots
+        pairs = jnp.stack([jax.random.split(jax.random.key(s)) for s in point_seeds])
+        reset_keys = jax.vmap(lambda k: jax.random.split(k, num_envs))(pairs[:, 0])
+        slot_keys = jax.vmap(lambda k: jax.random.split(k, n_chunks * chunk))(pairs[:, 1])  # [P, chunks x chunk]
+        chunk_keys = jnp.moveaxis(slot_keys.reshape(P, n_chunks, chunk), 0, -1)
 
     mesh = sharding.batch_mesh(("points", "envs"), (P, num_envs), devices)
     reset_keys, env_params = sharding.place((reset_keys, env_params), mesh, (2, 1))
     pol_params = sharding.place(tuple(p.params for p in pols), mesh)  # per-point parameters [P, ...]
+    # the slot keys replicated on the mesh (a multi-host program takes only arrays that span its devices)
+    chunk_keys = sharding.place(chunk_keys, mesh, 0)
 
     t0 = time.perf_counter()
     run = chunk_runner(env, pols, chunk, transitions, compiler_options)
     carry = sharding.place(reset_batched(config)(reset_keys, env_params), mesh, 2)  # (obs, state)
     if transitions == "per_policy":
         carry = tuple(carry for _ in pols)  # every policy starts from the same states
+    if fit_hint is not None:
+        run = checked_program(run, (carry, chunk_keys[0], pol_params),
+                              f"evaluating {P} point(s) x {num_envs} instances x {len(pols)} policies "
+                              f"(U={config.num_users}, E={config.num_servers})", fit_hint)
     pieces = []
     bar = ProgressBar(progress, n_chunks)
     for c in range(n_chunks):

@@ -113,6 +113,32 @@ def plot_sweep_figure(path: str, data: dict, logx: bool = False, title: str = ""
     plt.close(fig)
 
 
+def plot_sweep_lines(path: str, curves: dict, field: str, title: str = "") -> None:
+    """`meqc sweep`'s default figure: cost vs one swept field, one line per policy with its 95 % interval
+    (`curves[policy] = {"x", "cost", "ci95"}`); a log axis where the values span over a decade, categories
+    where they are not numbers."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    xs = next(iter(curves.values()))["x"] if curves else []
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs)
+    for i, (name, c) in enumerate(curves.items()):
+        color, ls = _REF_STYLES.get(name, (f"C{i % 10}", "-"))
+        x = np.asarray(c["x"], np.float64) if numeric else np.arange(len(c["x"]))
+        ax.errorbar(x, c["cost"], yerr=np.nan_to_num(np.asarray(c["ci95"], np.float64)), color=color, ls=ls, lw=1.6,
+                    marker="o", ms=4, capsize=3, label=name)
+    if numeric and xs and min(xs) > 0 and max(xs) / min(xs) > 10:
+        ax.set_xscale("log")
+    if not numeric:
+        ax.set_xticks(np.arange(len(xs)), [str(v) for v in xs], fontsize=7)
+    ax.set_xlabel(field)
+    ax.set_ylabel("mean system cost per slot (Eq. 12)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
 def plot_qpu_map(path: str, data: dict) -> None:
     """Fig. 10: the oracle's share of users served by a QPU over qubit lifetime x latency weight,
     one heat map per energy model."""

@@ -89,12 +89,31 @@ def place(tree, mesh: Mesh | None, axes=1):
     if mesh is None:
         return tree
 
+    multi = jax.process_count() > 1
+
     def put(leaf, k):
-        return jax.device_put(leaf, NamedSharding(mesh, leading_spec(mesh, np.ndim(leaf), k)))
+        spec = NamedSharding(mesh, leading_spec(mesh, np.ndim(leaf), k))
+        if multi:
+            return _put_global(leaf, spec)
+        return jax.device_put(leaf, spec)
 
     if isinstance(axes, int):
         return jax.tree.map(lambda leaf: put(leaf, axes), tree)
     return jax.tree.map(lambda k, sub: jax.tree.map(lambda leaf: put(leaf, k), sub), axes, tree)
+
+
+def _put_global(leaf, spec: NamedSharding):
+    """`leaf` (the same value on every process) as one global array over hosts: each process builds its
+    own shards from its copy. (jax.device_put would compare the copies across processes first, which
+    fails for NaN entries, e.g. EnvParams' "unset", and refuses typed PRNG keys; keys go as their raw
+    words, a trailing axis that is never split, and are wrapped again.)"""
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        return jax.device_put(leaf, spec)  # already global: a resharding
+    if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
+        data = _put_global(jax.random.key_data(leaf), spec)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+    value = np.asarray(leaf)
+    return jax.make_array_from_callback(value.shape, spec, lambda index: value[index])
 
 
 def to_host(x) -> np.ndarray:

@@ -9,7 +9,7 @@ from nbclient import NotebookClient
 NB_DIR = os.path.join(os.path.dirname(__file__), "..", "notebooks")
 
 
-def _run(name: str, env: dict, cwd: str):
+def run_notebook(name: str, env: dict, cwd: str):
     nb = nbformat.read(os.path.join(NB_DIR, name), as_version=4)
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits this process's environment
@@ -24,7 +24,7 @@ def _run(name: str, env: dict, cwd: str):
     return nb
 
 
-@pytest.mark.parametrize("name", ["quickstart.ipynb", "paper_figures.ipynb"])
+@pytest.mark.parametrize("name", ["quickstart.ipynb", "paper_figures.ipynb", "sweeps.ipynb"])
 def test_committed_without_outputs(name):
     nb = nbformat.read(os.path.join(NB_DIR, name), as_version=4)
     for cell in nb.cells:
@@ -33,13 +33,13 @@ def test_committed_without_outputs(name):
 
 
 def test_quickstart_runs(tmp_path):
-    nb = _run("quickstart.ipynb", {"MEQC_NOTEBOOK_TINY": "1"}, str(tmp_path))
+    nb = run_notebook("quickstart.ipynb", {"MEQC_NOTEBOOK_TINY": "1"}, str(tmp_path))
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "x oracle" in text and "training cost" in text
 
 
 def test_paper_figures_shows_every_figure(tiny_reproduce, tmp_path):
     out, _, _ = tiny_reproduce
-    nb = _run("paper_figures.ipynb", {"MEQC_REPRODUCE_DIR": out}, str(tmp_path))
+    nb = run_notebook("paper_figures.ipynb", {"MEQC_REPRODUCE_DIR": out}, str(tmp_path))
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) == 7  # Figs. 4-10
