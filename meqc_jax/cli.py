@@ -76,15 +76,37 @@ def _add_system_args(p: argparse.ArgumentParser) -> None:
     _add_scenario_arg(p)
     for flag, field, kw in _SYSTEM_ARGS:
         p.add_argument(flag, default=None, help=f"SystemConfig.{field} (default: the scenario's)", **kw)
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="set_fields",
+                   help="any other SystemConfig field (repeatable), e.g. t1_ms=10, f_edge_ghz=20 (every server at "
+                        "20 GHz), phys_qubits=5000; tuple values as a/b/c")
     p.add_argument("--seed", type=int, default=0)
+
+
+def _parse_sets(items) -> dict:
+    """`--set FIELD=VALUE` items as SystemConfig overrides (the aliases of `meqc sweep` included)."""
+    from meqc_jax import sweep
+
+    out = {}
+    for item in items:
+        field, sep, value = item.partition("=")
+        field = field.strip()
+        try:
+            if not sep or not field or field == "scenario":
+                raise sweep.SweepError(f"--set {item!r} is invalid: allowed FIELD=VALUE with a SystemConfig field")
+            name, convert = sweep.ALIASES.get(field, (field, lambda v: v))
+            out[name] = convert(sweep.parse_value(field, value.strip()))
+        except sweep.SweepError as e:
+            raise CLIError(str(e)) from None
+    return out
 
 
 def _config_from_args(args, **extra):
     from meqc_jax.scenarios import scenario_config
 
     given = {field: getattr(args, flag[2:].replace("-", "_")) for flag, field, _ in _SYSTEM_ARGS}
+    given = {**_parse_sets(getattr(args, "set_fields", [])), **{k: v for k, v in given.items() if v is not None}}
     try:
-        return scenario_config(args.scenario, **{k: v for k, v in given.items() if v is not None}, **extra)
+        return scenario_config(args.scenario, **{**given, **extra})
     except ValueError as e:
         raise CLIError(str(e)) from None
 

@@ -356,8 +356,13 @@ def run(spec: SweepSpec, out: str, progress: bool = False, confirm: bool = False
             path = chunk_path(gi, ci)
             if (gi, ci) in done:
                 with open(path) as f:
-                    records.append(json.load(f))
-                bar.advance(f"cells {sum(len(r['rows']) > 0 for r in records)}", len(cells))
+                    rec = json.load(f)
+                for row in rec["rows"]:  # JSON has no tuples: tuple-valued fields (dynamics, ranges) as swept
+                    for field in spec.fields:
+                        if isinstance(row[field], list):
+                            row[field] = tuple(tuple(x) if isinstance(x, list) else x for x in row[field])
+                records.append(rec)
+                bar.advance(f"chunk {ji + 1}/{len(jobs)} (done before)", len(cells))
                 continue
             before = cc.seconds
             t0 = time.perf_counter()

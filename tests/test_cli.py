@@ -75,3 +75,18 @@ def test_evaluate_on_a_dynamic_scenario_lists_the_policies_that_apply(tmp_path, 
                  "--envs", "2", "--no-progress", "--out", str(out)]) == 0
     summary = json.load(open(out / "summary.json"))
     assert summary["policies"] == ["local", "random_offloading", "random_partitioning", "greedy", "lyapunov"]
+
+
+def test_set_overrides_any_field_and_refuses_bad_ones_in_one_line(capsys, tmp_path):
+    import json
+
+    assert main(["evaluate", "--set", "t1_ms=10", "--set", "f_edge_ghz=20", "--users", "3", "--servers", "2",
+                 "--policies", "local", "--envs", "2", "--slots", "2", "--no-progress", "--out", str(tmp_path)]) == 0
+    c = json.loads((tmp_path / "summary.json").read_text())["config"]
+    assert c["t1_ms"] == 10.0 and c["f_edge_choices_ghz"] == [20.0] and c["num_users"] == 3
+    capsys.readouterr()
+    for bad, text in ((["--set", "t1_ms=x"], "t1_ms='x' is invalid"), (["--set", "nope=1"], "'nope' is unknown"),
+                      (["--set", "t1_ms=-1"], "SystemConfig.t1_ms=-1.0 is invalid")):
+        assert main(["evaluate", *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert text in err and "\n" not in err, err

@@ -130,3 +130,14 @@ def test_the_dynamics_verdict_follows_the_paired_interval_and_only_queues_and_ba
         assert want in verdicts[excess] and len(claims) == 2
     assert "Learning beats myopia here (the paired" in verdicts[-0.10]
     assert sustainable.report("sustainable", d, rc)[1] == [] and sustainable.report("drift", d, rc)[1] == []
+
+
+def test_paper_figures_notebook_shows_every_figure(tiny_reproduce, tmp_path):
+    # here, not in test_notebooks.py: the suite runs a file's tests in one worker (pytest -n, --dist loadfile),
+    # so the tiny reproduction is computed once
+    from test_notebooks import run_notebook
+
+    out, _, _ = tiny_reproduce
+    nb = run_notebook("paper_figures.ipynb", {"MEQC_REPRODUCE_DIR": out}, str(tmp_path))
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 7  # Figs. 4-10

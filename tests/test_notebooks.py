@@ -36,10 +36,3 @@ def test_quickstart_runs(tmp_path):
     nb = run_notebook("quickstart.ipynb", {"MEQC_NOTEBOOK_TINY": "1"}, str(tmp_path))
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "x oracle" in text and "training cost" in text
-
-
-def test_paper_figures_shows_every_figure(tiny_reproduce, tmp_path):
-    out, _, _ = tiny_reproduce
-    nb = run_notebook("paper_figures.ipynb", {"MEQC_REPRODUCE_DIR": out}, str(tmp_path))
-    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 7  # Figs. 4-10

@@ -204,3 +204,37 @@ def test_sweeps_notebook_loads_and_plots_the_table(small_reference, tmp_path):
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert len(images) == 1 and "swept: ['f_edge_ghz', 'lam_d']" in text
+
+
+def test_a_chunk_too_large_or_a_sweep_too_long_is_refused_and_keeps_what_ran(tmp_path, monkeypatch):
+    from meqc_jax import compilation
+    from meqc_jax.compilation import ProgramTooLarge
+
+    base = dict(grid=(("t1_ms", (0.1, 1.0, 10.0)),), policies=("local", "greedy"), envs=2, slots=2,
+                fixed=(("num_users", 3), ("num_servers", 3)), chunk_cells=1)
+    monkeypatch.setattr(compilation, "device_memory_bytes", lambda device=None: 1024)
+    with pytest.raises(ProgramTooLarge, match=r"evaluating 1 point\(s\) x 2 instances.*lower --chunk-cells"):
+        sweep.run(SweepSpec(**base), str(tmp_path / "mem"), log=lambda *_: None)
+    monkeypatch.undo()
+    with pytest.raises(sweep.SweepTooLong, match=r"3 cells in 3 chunks would take about .* max_hours=1e-09"):
+        sweep.run(SweepSpec(**base, max_hours=1e-9), str(tmp_path / "long"), log=lambda *_: None)
+    assert len(list((tmp_path / "long" / "chunks").glob("*.json"))) == 1  # the first chunk is kept
+    res = sweep.run(SweepSpec(**base, max_hours=1e-9), str(tmp_path / "long"), confirm=True, log=lambda *_: None)
+    assert res.summary["chunks_resumed"] == 1 and res.summary["chunks_run"] == 2 and len(res.rows) == 6
+
+
+def test_ppo_trains_per_cell_then_is_evaluated_and_tuple_fields_resume(tmp_path):
+    spec = SweepSpec(grid=(("dynamics", ((), ("queues",))), ("lam_d", (0.2, 0.8))), policies=("greedy", "ppo"),
+                     fixed=(("num_users", 2), ("num_servers", 2), ("slots_per_episode", 4)), envs=2, slots=3,
+                     train_epochs=1, train_envs=2)
+    res = sweep.run(spec, str(tmp_path), log=lambda *_: None)
+    assert res.summary["evaluation_programs_compiled"] == 2  # with and without queues: two shapes
+    assert {(r["dynamics"], r["policy"]) for r in res.rows} == {(d, p) for d in ((), ("queues",))
+                                                                for p in ("greedy", "ppo")}
+    assert all(np.isfinite(r["mean_cost"]) for r in res.rows)
+    assert os.path.isdir(tmp_path / "checkpoints" / "g000-c00000" / "ppo")
+    table = sweep.read_table(os.path.join(tmp_path, "results.csv"))
+    assert {r["dynamics"] for r in table} == {"none", "queues"}
+    again = sweep.run(spec, str(tmp_path), log=lambda *_: None)
+    assert again.summary["chunks_resumed"] == 2
+    _same(again.rows, res.rows)
