@@ -104,9 +104,14 @@ def plot_sweep_figure(path: str, data: dict, logx: bool = False, title: str = ""
     if logx:
         ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel(data["label"])
+    _finish_cost_figure(plt, fig, ax, path, data["label"], title, 10)
+
+
+def _finish_cost_figure(plt, fig, ax, path: str, xlabel: str, title: str, title_size: float) -> None:
+    """Labels, grid and legend of a cost-vs-parameter figure; then write and close it."""
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("mean system cost per slot (Eq. 12)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=title_size)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     save_figure(fig, path)
@@ -130,13 +135,7 @@ def plot_sweep_lines(path: str, curves: dict, field: str, title: str = "") -> No
         ax.set_xscale("log")
     if not numeric:
         ax.set_xticks(np.arange(len(xs)), [str(v) for v in xs], fontsize=7)
-    ax.set_xlabel(field)
-    ax.set_ylabel("mean system cost per slot (Eq. 12)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
-    save_figure(fig, path)
-    plt.close(fig)
+    _finish_cost_figure(plt, fig, ax, path, field, title, 9)
 
 
 def plot_qpu_map(path: str, data: dict) -> None:
