@@ -126,8 +126,9 @@ def plot_sweep_lines(path: str, curves: dict, field: str, title: str = "") -> No
     fig, ax = plt.subplots(figsize=(7, 4.4))
     xs = next(iter(curves.values()))["x"] if curves else []
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs)
-    for i, (name, c) in enumerate(curves.items()):
-        color, ls = _REF_STYLES.get(name, (f"C{i % 10}", "-"))
+    free = iter(["C0", "C1", "C6", "C7", "C8", "C9"] * 4)  # colours the baselines' styles leave free
+    for name, c in curves.items():
+        color, ls = _REF_STYLES[name] if name in _REF_STYLES else (next(free), "-")
         x = np.asarray(c["x"], np.float64) if numeric else np.arange(len(c["x"]))
         ax.errorbar(x, c["cost"], yerr=np.nan_to_num(np.asarray(c["ci95"], np.float64)), color=color, ls=ls, lw=1.6,
                     marker="o", ms=4, capsize=3, label=name)
