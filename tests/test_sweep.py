@@ -238,3 +238,20 @@ def test_ppo_trains_per_cell_then_is_evaluated_and_tuple_fields_resume(tmp_path)
     again = sweep.run(spec, str(tmp_path), log=lambda *_: None)
     assert again.summary["chunks_resumed"] == 2
     _same(again.rows, res.rows)
+
+
+def test_cli_toml_with_a_grid_flag_added(tmp_path):
+    import json
+
+    from meqc_jax.cli import main
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('policies = ["local", "greedy"]\nenvs = 2\nslots = 2\n[grid]\nt1_ms = [0.1, 1]\n'
+                   '[set]\nnum_users = 3\nnum_servers = 2\n')
+    out = tmp_path / "out"
+    assert main(["sweep", "--config", str(cfg), "--grid", "lam_d=0.2,0.8", "--seeds", "2", "--no-progress",
+                 "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["spec"]["grid"] == [["t1_ms", [0.1, 1.0]], ["lam_d", [0.2, 0.8]]] and s["spec"]["seeds"] == 2
+    assert s["rows"] == 4 * 2 * 2 and s["groups"][0]["num_users"] == 3
+    assert main(["sweep", "--config", str(tmp_path / "missing.toml")]) == 2
