@@ -459,12 +459,7 @@ def sweep_cmd(args) -> int:
     if args.max_hours is not None and not (args.max_hours > 0 and args.max_hours < float("inf")):
         raise CLIError(f"--max-hours={args.max_hours!r} is invalid: allowed a number > 0")
     try:
-        fixed = []
-        for item in args.set:
-            field, sep, value = item.partition("=")
-            if not sep:
-                raise sweep.SweepError(f"--set {item!r} is invalid: allowed FIELD=VALUE")
-            fixed.append((field.strip(), sweep.parse_value(field.strip(), value.strip())))
+        fixed = list(_parse_sets(args.set).items())  # SystemConfig names (aliases such as f_edge_ghz mapped)
         given = dict(policies=None if args.policies is None else tuple(
             p.strip() for p in args.policies.split(",") if p.strip()), seeds=args.seeds, envs=args.envs,
             slots=args.slots, chunk_cells=args.chunk_cells, train_epochs=args.train_epochs,

@@ -181,6 +181,7 @@ def chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, transitions: 
 
 
 _CHECKED: dict = {}
+_CHECKED_COMPILES = [0]  # programs `checked_program` compiled in this process (the cache may evict some)
 
 
 def checked_program(run, args, what: str, lower: str):
@@ -192,6 +193,7 @@ def checked_program(run, args, what: str, lower: str):
     sig = (id(run), str(jax.tree.map(lambda x: (x.shape, str(x.dtype), getattr(x, "sharding", None)), args)))
     if sig not in _CHECKED:
         compiled = run.lower(*args).compile()
+        _CHECKED_COMPILES[0] += 1
         check_fits(compiled, what, lower)
         if len(_CHECKED) >= _RUNNER_CACHE_SIZE:
             _CHECKED.pop(next(iter(_CHECKED)))
@@ -199,9 +201,9 @@ def checked_program(run, args, what: str, lower: str):
     return _CHECKED[sig][1]
 
 
-def checked_programs() -> list:
-    """The ahead-of-time compiled evaluation programs currently kept (`fit_hint`), e.g. to count them."""
-    return [compiled for _, compiled in _CHECKED.values()]
+def checked_compiles() -> int:
+    """How many evaluation programs `evaluate(fit_hint=...)` has compiled in this process so far."""
+    return _CHECKED_COMPILES[0]
 
 
 def cached_runners() -> list:
@@ -296,7 +298,7 @@ def evaluate(
             raise ValueError(f"evaluate: point_seeds has {len(point_seeds)} entries; allowed: one per sweep point "
                              f"of env_params ({P if swept else 'none given'})")
         # per point exactly the keys `evaluate(seed=s)` derives, stacked: [P, N] resets, [chunks, chunk, P] slots
-        pairs = jnp.stack([jax.random.split(jax.random.key(s)) for s in point_seeds])
+        pairs = jax.vmap(lambda s: jax.random.split(jax.random.key(s)))(jnp.asarray(point_seeds))
         reset_keys = jax.vmap(lambda k: jax.random.split(k, num_envs))(pairs[:, 0])
         slot_keys = jax.vmap(lambda k: jax.random.split(k, n_chunks * chunk))(pairs[:, 1])  # [P, chunks x chunk]
         chunk_keys = jnp.moveaxis(slot_keys.reshape(P, n_chunks, chunk), 0, -1)

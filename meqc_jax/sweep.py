@@ -182,10 +182,11 @@ class SweepSpec:
         if bad or not self.policies:
             raise SweepError(f"policies {', '.join(bad) or '(none)'} invalid: allowed a comma-separated subset of "
                              + ", ".join(allowed))
+        swept = {ALIASES[f][0] if f in ALIASES else f for f in names}
         for f, _ in self.fixed:
             if f not in _FIELD_TYPES:
                 raise SweepError(f"fixed field {f!r} is unknown: allowed a SystemConfig field")
-            if f in names:
+            if f in swept:
                 raise SweepError(f"field {f} is both swept and fixed: allowed one of them")
 
     @property
@@ -317,7 +318,7 @@ def run(spec: SweepSpec, out: str, progress: bool = False, confirm: bool = False
     import jax
 
     from meqc_jax.compilation import CompileCounter
-    from meqc_jax.evaluate import checked_programs
+    from meqc_jax.evaluate import checked_compiles
     from meqc_jax.progress import ProgressBar
 
     points, configs, groups = plan(spec)
@@ -348,7 +349,7 @@ def run(spec: SweepSpec, out: str, progress: bool = False, confirm: bool = False
         f"program group(s), {len(jobs)} chunk(s), {spec.envs} instances x {spec.slots} slots per cell -> {out}")
 
     t_start = time.perf_counter()
-    evaluated_before = {id(p) for p in checked_programs()}
+    compiles_before = checked_compiles()
     records, ran, run_s = [], 0, []
     bar = ProgressBar(progress, n_cells)
     with CompileCounter() as cc:
@@ -386,7 +387,7 @@ def run(spec: SweepSpec, out: str, progress: bool = False, confirm: bool = False
                                        f"{spec.max_hours:g}: shrink the grid, seeds, envs or slots, or confirm "
                                        "(--yes) to go on; the finished chunk is kept")
     bar.close()
-    evaluation_programs = len({id(p) for p in checked_programs()} - evaluated_before)
+    evaluation_programs = checked_compiles() - compiles_before
     rows = [r for rec in sorted(records, key=lambda r: (r["group"], r["chunk"])) for r in rec["rows"]]
     summary = {
         "digest": digest, "spec": spec.to_dict(), "points": len(points), "cells": n_cells, "rows": len(rows),

@@ -68,6 +68,8 @@ def test_bad_grids_fail_in_one_line_before_compiling():
         (lambda: SweepSpec(grid=(("t1_ms", (1.0, 1.0)),)), "repeats a value"),
         (lambda: SweepSpec(grid=(("t1_ms", (1.0,)),), policies=("greedy", "magic")), "magic"),
         (lambda: SweepSpec(grid=(("t1_ms", (1.0,)),), seeds=0), "SweepSpec.seeds=0 is invalid"),
+        (lambda: SweepSpec(grid=(("f_edge_ghz", (5.0,)),), fixed=(("f_edge_choices_ghz", (9.0,)),)),
+         "f_edge_choices_ghz is both swept and fixed"),
         (lambda: sweep.plan(SweepSpec(grid=(("t1_ms", (1.0, -2.0)),))), "SystemConfig.t1_ms=-2.0 is invalid"),
     ]
     for make, text in cases:
@@ -134,6 +136,7 @@ def test_a_3x3x3_grid_with_3_seeds_is_one_program_and_equals_each_point_alone(tm
 def test_four_devices_give_the_same_table(small_reference, tmp_path):
     ref, log = small_reference
     assert "8 cells in 1 program group(s), 8 chunk(s)" in " ".join(log.split())
+    assert "1 evaluation program(s)" in " ".join(log.split())  # 8 chunks, one compile: no retrace per chunk
     p = _cli(["sweep", *SMALL, "--chunk-cells", "4", "--out", str(tmp_path)],
              env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
     out, _ = p.communicate(timeout=600)
