@@ -14,6 +14,10 @@ baselines may read the full `env_state`.
                          (with dynamics: priced under the carry as it stands; myopic)
     lyapunov             drift-plus-penalty on the same solver (dynamics-spec section 7)
     oracle               the exact per-slot optimum of a central planner (meqc_jax.oracle)
+  under `contention` (dynamics-spec section 8; meqc_jax.joint):
+    greedy               the same sequential rule over joint modes, priced with the sharing
+    best_response        users in turn switch to their own cheapest mode until none gains
+    joint_optimum        the exact slot optimum by enumerating every joint mode (small U, E)
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from meqc_jax import dynamics, joint
 from meqc_jax.config import SystemConfig
 from meqc_jax.env import EnvState
 from meqc_jax.oracle import oracle_act, oracle_cost
@@ -71,7 +76,22 @@ def _random_partitioning(config: SystemConfig):
 
 
 def _greedy(config: SystemConfig):
+    if dynamics.contended(config) and not dynamics.carries_state(config):
+        # dynamics-spec section 8: the same sequential rule, priced with the sharing of each server
+        return Policy("greedy", lambda key, env_state, obs: joint.greedy_act(config, env_state), centralized=True)
     return Policy("greedy", lambda key, env_state, obs: greedy_action(config, env_state), centralized=True)
+
+
+def _best_response(config: SystemConfig):
+    joint.check_contention_planner(config, "best_response")
+    return Policy("best_response", lambda key, env_state, obs: joint.best_response_act(config, env_state),
+                  centralized=True)
+
+
+def _joint_optimum(config: SystemConfig):
+    joint.check_contention_planner(config, "joint_optimum")
+    joint.joint_mode_count(config.num_users, config.num_servers)  # the size check, before anything is traced
+    return Policy("joint_optimum", lambda key, env_state, obs: joint.optimum_act(config, env_state), centralized=True)
 
 
 def lyapunov_policy(config: SystemConfig, v: float | None = None, theta: float | None = None) -> Policy:
@@ -111,8 +131,16 @@ class PolicyEntry:
     factory: Callable
     description: str
     reference: bool = False
-    # which models it applies to: "any", "paper" (no dynamics) or "dynamics" (some carried state)
+    # which models it applies to: "any", "paper" (no dynamics), "dynamics" (some state carried between slots) or
+    # "contention" (users share their servers, no state carried between slots: meqc_jax.joint)
     models: str = "any"
+
+    def applies(self, config: SystemConfig) -> bool:
+        if self.models == "contention":
+            return dynamics.contended(config) and not dynamics.carries_state(config)
+        if self.models == "dynamics":  # state carried between slots (lyapunov weighs it)
+            return dynamics.carries_state(config)
+        return self.models == "any" or (self.models == "paper" and not config.dynamics)
 
 
 # The policy registry: every name the CLI, the evaluation and the figures list comes from here.
@@ -127,17 +155,23 @@ POLICIES: dict[str, PolicyEntry] = {
                                              "- (battery - theta) x device energy", models="dynamics"),
     "oracle": PolicyEntry(_oracle, "the exact per-slot optimum of a central planner (HiGHS MIP)", reference=True,
                           models="paper"),
+    "best_response": PolicyEntry(_best_response, "from the greedy, users in turn switch to the option cheapest for "
+                                                 "themselves given the others, until none gains (<= 20 rounds)",
+                                 models="contention"),
+    "joint_optimum": PolicyEntry(_joint_optimum, "the exact slot optimum under contention, every joint option "
+                                                 "enumerated (U <= 6 with E <= 3)", reference=True,
+                                 models="contention"),
 }
 # the policies of the paper's model (every figure of the reproduction lists these)
-POLICY_NAMES = tuple(n for n, e in POLICIES.items() if e.models != "dynamics")
+POLICY_NAMES = tuple(n for n, e in POLICIES.items() if e.models in ("any", "paper"))
 BASELINE_NAMES = tuple(n for n in POLICY_NAMES if not POLICIES[n].reference)
 
 
 def policy_names(config: SystemConfig) -> tuple[str, ...]:
-    """The registered policies that apply to `config`: the paper's set without dynamics; with dynamics
-    the baselines and `lyapunov` (the per-slot oracle is no optimum there)."""
-    model = "dynamics" if config.dynamics else "paper"
-    return tuple(n for n, e in POLICIES.items() if e.models in ("any", model))
+    """The registered policies that apply to `config`: the paper's set without dynamics; with carried state
+    the baselines and `lyapunov` (the per-slot oracle is no optimum there); under contention alone the
+    baselines, `best_response` and `joint_optimum`."""
+    return tuple(n for n, e in POLICIES.items() if e.applies(config))
 
 
 def make_policy(name: str, config: SystemConfig) -> Policy:

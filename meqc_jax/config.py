@@ -20,6 +20,7 @@ from meqc_jax.units import MAX_CONCATENATION, MAX_LOGICAL_QUBITS, SIParams
 ENERGY_MODELS = ("paper", "power_time")
 LATENCY_MODELS = ("sum", "parallel")
 ARBITRATIONS = ("arrival", "cheapest")
+CONTENTION_UPLINKS = ("equal", "interference")  # dynamics-spec section 8
 
 # Spec section 2: preference weights (lam_d, lam_e) of the three presets.
 WEIGHT_PRESETS: dict[str, tuple[float, float]] = {
@@ -127,6 +128,9 @@ class SystemConfig:
     harvest_mean_j: float = 2.0  # mean energy harvested per slot, J; h ~ U[0, 2 harvest_mean_j] (section 3)
     drift_rho: float = 0.98  # slot-to-slot correlation of log t1 (section 4)
     drift_sigma: float = 1.0  # stationary standard deviation of log t1 (section 4)
+    # section 8 (`contention`): how the users offloading to one server share its uplink: "equal" (B / n_e
+    # each) or "interference" (the full band, the co-server transmitters' received power added to the noise)
+    contention_uplink: Literal["equal", "interference"] = "equal"
 
     # --- scenario, drawn per episode (spec section 2) ---
     f_local_choices_ghz: tuple[float, ...] = (1.0, 2.0, 3.0)
@@ -208,6 +212,7 @@ class SystemConfig:
         if self.drift_rho >= 1.0:
             _fail("drift_rho", self.drift_rho, "a finite number in [0, 1)")
         real("drift_sigma", 0.0, 5.0, lo_open=False)
+        choice("contention_uplink", CONTENTION_UPLINKS)
 
         # Supported ranges: generous around the paper's values, bounded so that float32 holds
         # every intermediate quantity (see _check_float32_headroom for the joint check).
@@ -264,7 +269,14 @@ class SystemConfig:
         cycles = s_max * si.cycles_base * 2.0 ** si.cycles_exponent_range[1]
         d_cpu = cycles / min(min(si.f_local_choices), min(si.f_edge_choices))
         snr_min = si.p_tx_range[0] * si.gain_range[0] / si.noise_power
-        d_tx = 8.0 * s_max / (si.bandwidth * math.log1p(snr_min) / math.log(2.0))
+        # dynamics-spec section 8: up to U users share one server's uplink and CPU
+        sharers = self.num_users if "contention" in self.dynamics else 1
+        if sharers > 1 and self.contention_uplink == "interference":
+            snr_min = si.p_tx_range[0] * si.gain_range[0] / (si.noise_power
+                                                             + (sharers - 1) * si.p_tx_range[1] * si.gain_range[1])
+        band_share = sharers if self.contention_uplink == "equal" else 1
+        d_tx = 8.0 * s_max * band_share / (si.bandwidth * math.log1p(snr_min) / math.log(2.0))
+        d_cpu = d_cpu * sharers
         k_max = max(si.k_choices)
         work = s_max / si.quantum_unit * (si.prims_range[1] + 2 * si.c_b + 5)
         n1, n2, nm = physics.gates_per_logical_qubit(k_max)

@@ -69,6 +69,9 @@ class SlotConditions:
     has_task: jnp.ndarray | None = None
     # section 3: each device's battery charge, J ([U]); a task needing more device energy is dropped
     battery: jnp.ndarray | None = None
+    # section 8: users offloading to one server share its uplink ("equal" or "interference", see
+    # `uplink_share`) and, without queues, its CPU (processor sharing); None: each has the whole of both
+    contention: str | None = struct.field(pytree_node=False, default=None)
     # section 2: the servers are FIFO queues. The slot's arrivals at a server queue behind its backlog
     # and behind each other in arrival order, every feasible QPU requester runs on the QPU (Eq. 13b
     # becomes a queue), and a task whose wait would exceed `max_wait_s` is dropped.
@@ -105,14 +108,18 @@ def sanitize_action(server, phi, num_servers: int):
 
 
 # ---------------------------------------------------------------------------- cost terms
-def classical_terms(si: SIParams, s, n, phi, f_local, p_tx, gain, f_edge):
-    """Eqs. 1-6 (spec 5), broadcasting: returns (d_L, e_L, d_O, e_O, d_E, e_E) in s and J."""
+def classical_terms(si: SIParams, s, n, phi, f_local, p_tx, gain, f_edge, bandwidth=None, noise=None):
+    """Eqs. 1-6 (spec 5), broadcasting: returns (d_L, e_L, d_O, e_O, d_E, e_E) in s and J.
+    `bandwidth` (Hz) and `noise` (W) replace the configuration's where users share an uplink
+    (dynamics-spec section 8, `uplink_share`); None is the paper's link."""
     cycles = s * n
     off = 1.0 - phi
     d_local = phi * cycles / f_local  # Eq. 1
     e_local = si.chip_coeff * phi * cycles  # Eq. 1
+    bandwidth = si.bandwidth if bandwidth is None else bandwidth
+    noise = si.noise_power if noise is None else noise
     # Shannon uplink rate in bits/s; log1p keeps a weak link's rate exact (and > 0) in float32.
-    rate = si.bandwidth * jnp.log1p(p_tx * gain / si.noise_power) / math.log(2.0)
+    rate = bandwidth * jnp.log1p(p_tx * gain / noise) / math.log(2.0)
     d_tx = off * 8.0 * s / rate  # Eq. 2 (s in bytes, rate in bits/s)
     e_tx = p_tx * d_tx  # Eq. 3
     d_edge = off * cycles / f_edge  # Eq. 4
@@ -203,8 +210,17 @@ def slot_cost(
     _, feasible = feasibility(si, tasks.q, tasks.depth, profile)
 
     gain = jnp.take_along_axis(tasks.g, server[:, None], axis=1)[:, 0]
+    # dynamics-spec sections 1, 3: who takes part in the slot (a user without a task, or whose device
+    # lacks the energy for its action, neither requests a QPU nor joins a queue)
+    has_task = jnp.ones(U, bool) if conditions.has_task is None else conditions.has_task
+    bandwidth = noise = None
+    if conditions.contention is not None:
+        # section 8: every user with a task that offloads a part shares its server's uplink (a device that
+        # then finds its battery short has still claimed its share: the rates are set before the drops)
+        bandwidth, noise = uplink_share(conditions.contention, si, server, has_task & (phi < 1.0), scenario.p_tx,
+                                        tasks.g)
     d_l, e_l, d_o, e_o, d_e, e_e = classical_terms(
-        si, tasks.s, tasks.n, phi, scenario.f_local, scenario.p_tx, gain, scenario.f_edge[server]
+        si, tasks.s, tasks.n, phi, scenario.f_local, scenario.p_tx, gain, scenario.f_edge[server], bandwidth, noise
     )
     d_q, e_q = quantum_terms(
         si, config.energy_model, tasks.s, tasks.q, phi,
@@ -219,9 +235,6 @@ def slot_cost(
         d_qpu = d_qpu + jnp.where(phi < 1.0, conditions.qpu_wait[server], 0.0)
 
     requested = (phi < 1.0) & feasible[jnp.arange(U), server]
-    # dynamics-spec sections 1, 3: who takes part in the slot (a user without a task, or whose device
-    # lacks the energy for its action, neither requests a QPU nor joins a queue)
-    has_task = jnp.ones(U, bool) if conditions.has_task is None else conditions.has_task
     e_dev = e_l + e_o
     battery_drop = jnp.zeros(U, bool) if conditions.battery is None else has_task & (e_dev > conditions.battery)
     dyn = conditions.has_task is not None or conditions.battery is not None or conditions.queued
@@ -243,10 +256,14 @@ def slot_cost(
         # exceeds the bound is exactly the sequential rule: the first one over it and all after it
         queue_drop = jnp.where(granted, w_qpu, jnp.where(on_cpu, w_cpu, 0.0)) > config.max_wait
         granted = granted & ~queue_drop
-    cost_c, lat_c, en_c = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_cpu, e_o + e_e)
     cost_q, lat_q, en_q = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_qpu, e_o + e_q)
     if not conditions.queued:
         granted = arbitrate(config.arbitration, server, requested, cost_q, key, E, preferred)
+        if conditions.contention is not None:
+            # section 8, processor sharing: the m_e users whose offloaded part runs on e's CPUs get f_edge / m_e each
+            on_cpu = has_task & ~battery_drop & (phi < 1.0) & ~granted
+            d_cpu = d_o + d_e * cpu_sharers(server, on_cpu, E)
+    cost_c, lat_c, en_c = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_cpu, e_o + e_e)
     per_user = jnp.where(granted, cost_q, cost_c)
     latency = jnp.where(granted, lat_q, lat_c)
     energy = jnp.where(granted, en_q, en_c)
@@ -287,6 +304,34 @@ def slot_cost(
         drop_reason=reason,
         ignored=jnp.sum((~has_task).astype(jnp.int32)),
     )
+
+
+def uplink_share(rule: str, si: SIParams, server, offloading, p_tx, g):
+    """Each user's uplink when the users offloading to one server share it (dynamics-spec section 8):
+    (bandwidth [U] Hz, noise [U] W) for `classical_terms`, from `server` [U], `offloading` [U] bool (it
+    sends a part this slot), `p_tx` [U] W and the gains `g` [U, E].
+
+    `equal`: the n_e users offloading to e split its band, B / n_e each, at the plain noise.
+    `interference`: each keeps the whole band; the received power of the others offloading to the
+    same server, sum_{v != u} p_tx[v] g[v, e], is added to the noise.
+    A user that does not offload gets the whole link (its rate is then unused)."""
+    E = g.shape[1]
+    if rule == "equal":
+        n = jnp.zeros(E).at[server].add(offloading.astype(float))
+        return si.bandwidth / jnp.maximum(n[server], 1.0), None
+    if rule != "interference":
+        raise ValueError(f"uplink_share: rule={rule!r} is invalid: allowed one of equal, interference")
+    own = jnp.where(offloading, p_tx * jnp.take_along_axis(g, server[:, None], axis=1)[:, 0], 0.0)
+    received = jnp.zeros(E).at[server].add(own)  # [E] W arriving at each server
+    # the others' power: the server's total less the user's own (clipped: float32 rounding never goes below 0)
+    return None, si.noise_power + jnp.maximum(received[server] - own, 0.0)
+
+
+def cpu_sharers(server, on_cpu, num_servers: int):
+    """m_e seen by each user (dynamics-spec section 8): how many users' offloaded parts run on the CPUs of its
+    server, itself included ([U] float, >= 1), so its edge time is d_E x m_e (processor sharing)."""
+    m = jnp.zeros(num_servers).at[server].add(on_cpu.astype(float))
+    return jnp.maximum(m[server], 1.0)
 
 
 def arrival_priority(rule: str, key, num_users: int):
@@ -462,3 +507,124 @@ def option_loads(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi) ->
     shape = tasks.g.shape
     return OptionLoads(device_energy=jnp.broadcast_to(e_l + e_o, shape), cpu_seconds=jnp.broadcast_to(d_e, shape),
                        qpu_seconds=jnp.broadcast_to(d_q, shape))
+
+
+# ---------------------------------------------------------------------------- joint modes (contention)
+# A joint mode gives every user one of 1 + 2E options: 0 = local, 1 + e = offload to e's CPUs,
+# 1 + E + e = offload to e's QPU. Under contention (dynamics-spec section 8) a user's cost depends on
+# the others only through how many share its server's uplink and CPU (and, with interference, whose
+# power reaches it), which the joint mode fixes; its best split is then its own closed-form choice.
+def num_modes(num_servers: int) -> int:
+    """Options per user in a joint mode: local, each server's CPUs, each server's QPU."""
+    return 1 + 2 * num_servers
+
+
+@struct.dataclass
+class ModeTable:
+    """What pricing joint modes needs from one slot, computed once: every (user, server) term with the
+    whole task offloaded (phi = 0) over an unshared link and CPU. Shapes for U users and E servers."""
+
+    lam_d: jnp.ndarray  # [U]
+    lam_e: jnp.ndarray  # [U]
+    feasible: jnp.ndarray  # [U, E] bool, Eq. 11
+    has_task: jnp.ndarray  # [U] bool (dynamics-spec section 1)
+    d_local: jnp.ndarray  # [U] s, the whole task at home (phi = 1), Eq. 1
+    e_local: jnp.ndarray  # [U] J
+    d_tx: jnp.ndarray  # [U, E] s, the upload over the whole band, Eq. 2
+    d_cpu: jnp.ndarray  # [U, E] s on all of e's CPUs, Eq. 4
+    e_cpu: jnp.ndarray  # [U, E] J, Eq. 5
+    d_qpu: jnp.ndarray  # [U, E] s on e's QPU, Eq. 7
+    e_qpu: jnp.ndarray  # [U, E] J, Eq. 8
+    bits: jnp.ndarray  # [U] bits to upload, 8 s (the interference option recomputes the rate)
+    p_tx: jnp.ndarray  # [U] W
+    rx_power: jnp.ndarray  # [U, E] W, p_tx g: what a transmitter puts into e's receiver
+
+
+@struct.dataclass
+class ModeOutcome:
+    """A joint mode priced at every user's best split (module comment above)."""
+
+    per_user: jnp.ndarray  # [U] cost, Eq. 12's summands
+    server: jnp.ndarray  # [U] int, the env action's server (0 for local users)
+    phi: jnp.ndarray  # [U] the env action's split
+    quantum: jnp.ndarray  # [U] bool, granted its server's QPU (the action's `preferred`)
+
+
+def mode_table(config: SystemConfig, scenario: Scenario, tasks: Tasks,
+               conditions: SlotConditions | None = None) -> ModeTable:
+    """The slot's `ModeTable` from the terms `slot_cost` uses (only `has_task` of `conditions` applies:
+    joint modes price contention without queues or batteries)."""
+    si = config.si
+    U, E = tasks.g.shape
+    profile = physics.qpu_profile(si, scenario.phys_qubits, scenario.k, tasks.t1_slot)
+    _, feasible = feasibility(si, tasks.q, tasks.depth, profile)
+    col = lambda x: x[:, None]  # noqa: E731
+    d_l, e_l, *_ = classical_terms(si, tasks.s, tasks.n, jnp.ones(U), scenario.f_local, scenario.p_tx,
+                                   tasks.g[:, 0], scenario.f_edge[0])
+    _, _, d_o, _, d_e, e_e = classical_terms(si, col(tasks.s), col(tasks.n), jnp.zeros((U, 1)), col(scenario.f_local),
+                                             col(scenario.p_tx), tasks.g, scenario.f_edge[None, :])
+    d_q, e_q = quantum_terms(si, config.energy_model, col(tasks.s), col(tasks.q), jnp.zeros((U, 1)),
+                             profile.latency_per_unit[None, :], profile.power_per_unit[None, :])
+    has_task = jnp.ones(U, bool) if conditions is None or conditions.has_task is None else conditions.has_task
+    full = lambda x: jnp.broadcast_to(x, (U, E))  # noqa: E731
+    return ModeTable(lam_d=scenario.lam_d, lam_e=scenario.lam_e, feasible=feasible, has_task=has_task, d_local=d_l,
+                     e_local=e_l, d_tx=full(d_o), d_cpu=full(d_e), e_cpu=full(e_e), d_qpu=full(d_q), e_qpu=full(e_q),
+                     bits=8.0 * tasks.s, p_tx=scenario.p_tx, rx_power=col(scenario.p_tx) * tasks.g)
+
+
+def price_modes(config: SystemConfig, table: ModeTable, mode, uplink: str | None = "equal") -> ModeOutcome:
+    """Price the joint mode `mode` ([U] int in [0, 1 + 2E)) as `slot_cost` prices its replay.
+
+    Realization: an offloader whose task is feasible at its server requests that QPU (spec 8); each
+    server grants a user in QPU mode (the lowest index if several), else its lowest-index requester
+    (`arbitrate` with `preferred`), the rest run on the CPUs. Sharing (dynamics-spec section 8), with
+    n_e offloaders and m_e CPU users at e: `equal` multiplies the upload time by n_e (B / n_e each),
+    `interference` recomputes the rate with the co-server received power as noise (`uplink_share`);
+    processor sharing multiplies the CPU time by m_e; None: no sharing (the paper's link and CPUs).
+    Best split, per user, given the joint mode (the counts do not depend on how much each sends):
+    the cost is linear in phi on [0, 1) under `sum` (so phi = 0) and convex piecewise linear under
+    `parallel` (phi = 0 or the kink D_off / (D_local + D_off)); a QPU holder may also hold at
+    phi -> 1 (`HOLD_PHI`, the local cost), which frees nothing but keeps the QPU from a CPU user.
+    Users without a task cost 0 and act locally."""
+    si = config.si
+    U, E = table.d_tx.shape
+    mode = jnp.asarray(mode, jnp.int32)
+    offload = (mode > 0) & table.has_task
+    server = jnp.where(mode > 0, (mode - 1) % E, 0).astype(jnp.int32)
+    at_server = server[:, None] == jnp.arange(E)[None, :]  # [U, E] one-hot
+    pick = lambda x: jnp.sum(jnp.where(at_server, x, 0.0), axis=1)  # noqa: E731  x[u, server[u]] without a gather
+    requested = offload & jnp.any(at_server & table.feasible, axis=1)
+    quantum = arbitrate("cheapest", server, requested, jnp.zeros(U), None, E, preferred=mode > E)
+    d_tx = pick(table.d_tx)
+    if uplink == "equal":
+        d_tx = d_tx * jnp.maximum(pick(jnp.sum(at_server & offload[:, None], axis=0)[None, :]), 1.0)
+    elif uplink == "interference":
+        own = jnp.where(offload, pick(table.rx_power), 0.0)
+        received = jnp.sum(jnp.where(at_server & offload[:, None], table.rx_power, 0.0), axis=0)  # [E]
+        noise = si.noise_power + jnp.maximum(pick(received[None, :]) - own, 0.0)
+        d_tx = table.bits / (si.bandwidth * jnp.log1p(pick(table.rx_power) / noise) / math.log(2.0))
+    d_cpu = pick(table.d_cpu)
+    if uplink is not None:
+        on_cpu = offload & ~quantum
+        d_cpu = d_cpu * jnp.maximum(pick(jnp.sum(at_server & on_cpu[:, None], axis=0)[None, :]), 1.0)
+    d_off = d_tx + jnp.where(quantum, pick(table.d_qpu), d_cpu)  # phi = 0
+    e_off = table.p_tx * d_tx + jnp.where(quantum, pick(table.e_qpu), pick(table.e_cpu))
+
+    def at(phi):
+        cost, _, _ = weighted_cost(config.latency_model, table.lam_d, table.lam_e, phi * table.d_local,
+                                   phi * table.e_local, (1.0 - phi) * d_off, (1.0 - phi) * e_off)
+        return cost
+
+    zero = jnp.zeros(U)
+    best, phi = at(zero), zero
+    if config.latency_model == "parallel":
+        kink = d_off / (table.d_local + d_off)
+        c = at(kink)
+        best, phi = jnp.where(c < best, c, best), jnp.where(c < best, kink, phi)
+    c = at(jnp.full(U, HOLD_PHI))
+    hold = quantum & (c < best)
+    best, phi = jnp.where(hold, c, best), jnp.where(hold, HOLD_PHI, phi)
+    local = at(jnp.ones(U))
+    per_user = jnp.where(offload, best, jnp.where(table.has_task, local, 0.0))
+    return ModeOutcome(per_user=per_user, server=jnp.where(offload, server, 0).astype(jnp.int32),
+                       phi=jnp.where(offload, phi, 1.0), quantum=quantum)

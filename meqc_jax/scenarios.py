@@ -106,4 +106,13 @@ register("MEQC-Sustainable-v0",
          dynamics=("queues", "battery", "drift"), slot_s=20.0, battery_j=20.0, harvest_mean_j=2.0,
          p_tx_range_mw=HANDSET_P_TX_MW, drift_rho=0.98, drift_sigma=1.0)
 
+# dynamics-spec section 8: users compete for their servers within a slot (docs/model.md, "Contention").
+register("MEQC-Contended-v0",
+         "the paper's model with the users offloading to one server sharing its uplink (B / n_e each) and CPUs "
+         "(processor sharing); at U = 6, E = 3 the sequential greedy pays 1.21 x the enumerated optimum",
+         dynamics=("contention",))
+register("MEQC-Contended-Queues-v0",
+         "shared uplinks (B / n_e each) in front of FIFO server queues drained every 20 s slot (MEQC-Queues-v0's)",
+         dynamics=("queues", "contention"), slot_s=20.0)
+
 __all__ = ["DEFAULT_SCENARIO", "HANDSET_P_TX_MW", "SCENARIOS", "Registration", "get", "make", "names", "register", "scenario_config"]

@@ -18,6 +18,7 @@ from meqc_jax.cost import SlotConditions
 from meqc_jax.dynamics.arrivals import Arrivals
 from meqc_jax.dynamics.base import OBS_KINDS, Dynamic, ObsSpec
 from meqc_jax.dynamics.battery import Battery
+from meqc_jax.dynamics.contention import Contention
 from meqc_jax.dynamics.drift import Drift
 from meqc_jax.dynamics.queues import Queues
 
@@ -56,6 +57,17 @@ def active(config) -> tuple[Dynamic, ...]:
     if not config.dynamics:
         return ()
     return (ARRIVALS,) + tuple(_REGISTRY[n] for n in config.dynamics)
+
+
+def contended(config) -> bool:
+    """True when the users of a slot share their servers (dynamics-spec section 8, `contention`)."""
+    return "contention" in config.dynamics
+
+
+def carries_state(config) -> bool:
+    """True when some active dynamic keeps state for the next slot (arrivals draw afresh and `contention`
+    couples one slot's users only, so neither does alone)."""
+    return any(d.carries for d in active(config) if d is not ARRIVALS)
 
 
 def is_memoryless(config) -> bool:
@@ -124,6 +136,7 @@ def observe(carry: dict, config, scenario, tasks) -> dict:
 register(Queues())
 register(Battery())
 register(Drift())
+register(Contention())
 
-__all__ = ["OBS_KINDS", "Dynamic", "ObsSpec", "active", "conditions", "describe", "init", "is_memoryless", "names",
+__all__ = ["OBS_KINDS", "Dynamic", "ObsSpec", "active", "carries_state", "conditions", "contended", "describe", "init", "is_memoryless", "names",
            "obs_specs", "observe", "register", "tasks", "update"]

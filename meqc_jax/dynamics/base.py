@@ -58,6 +58,7 @@ class Dynamic(abc.ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
+    carries: ClassVar[bool] = True  # False: it couples the users of a slot but keeps nothing for the next
 
     @abc.abstractmethod
     def init(self, key, config, scenario) -> Any:
