@@ -90,7 +90,7 @@ def _best_response(config: SystemConfig):
 
 def _joint_optimum(config: SystemConfig):
     joint.check_contention_planner(config, "joint_optimum")
-    joint.joint_mode_count(config.num_users, config.num_servers)  # the size check, before anything is traced
+    joint.check_dp_size(config.num_users)  # the size check, before anything is traced
     return Policy("joint_optimum", lambda key, env_state, obs: joint.optimum_act(config, env_state), centralized=True)
 
 
@@ -134,8 +134,11 @@ class PolicyEntry:
     # which models it applies to: "any", "paper" (no dynamics), "dynamics" (some state carried between slots) or
     # "contention" (users share their servers, no state carried between slots: meqc_jax.joint)
     models: str = "any"
+    max_users: int | None = None  # the largest U it solves (an exact solver's limit), None: any
 
     def applies(self, config: SystemConfig) -> bool:
+        if self.max_users is not None and config.num_users > self.max_users:
+            return False
         if self.models == "contention":
             return dynamics.contended(config) and not dynamics.carries_state(config)
         if self.models == "dynamics":  # state carried between slots (lyapunov weighs it)
@@ -158,9 +161,9 @@ POLICIES: dict[str, PolicyEntry] = {
     "best_response": PolicyEntry(_best_response, "from the greedy, users in turn switch to the option cheapest for "
                                                  "themselves given the others, until none gains (<= 20 rounds)",
                                  models="contention"),
-    "joint_optimum": PolicyEntry(_joint_optimum, "the exact slot optimum under contention, every joint option "
-                                                 "enumerated (U <= 6 with E <= 3)", reference=True,
-                                 models="contention"),
+    "joint_optimum": PolicyEntry(_joint_optimum, "the exact slot optimum under contention (every joint option "
+                                                 "priced: a subset DP over servers, U <= 14)", reference=True,
+                                 models="contention", max_users=joint.MAX_DP_USERS),
 }
 # the policies of the paper's model (every figure of the reproduction lists these)
 POLICY_NAMES = tuple(n for n, e in POLICIES.items() if e.models in ("any", "paper"))

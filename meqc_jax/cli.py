@@ -13,6 +13,7 @@ import sys
 import time
 
 from meqc_jax import config as _config
+from meqc_jax import dynamics
 from meqc_jax.agents.networks import TORSOS
 from meqc_jax.agents.vqc import BACKENDS as VQC_BACKENDS
 from meqc_jax.baselines import BASELINE_NAMES, POLICIES, POLICY_NAMES
@@ -364,7 +365,7 @@ def train_cmd(args) -> int:
 
     config = _config_from_args(args, slots_per_episode=args.slots_per_epoch)
     if args.hparams is None:
-        args.hparams = "lookahead" if config.dynamics else "project"
+        args.hparams = "lookahead" if dynamics.carries_state(config) else "project"
     epochs = args.epochs if args.epochs is not None else PAPER_EPOCHS[args.policy]
     overrides = {"epochs": epochs, "torso": args.policy, "vqc_backend": args.vqc_backend}
     for name, value in (("num_envs", args.envs), ("reward", args.reward), ("critic", args.critic),
@@ -412,10 +413,11 @@ def train_cmd(args) -> int:
     learned = [learner.policy(learner.acting_params(state, i), name=f"{args.policy}_seed{s}")
                for i, s in enumerate(seeds)]
     t1 = time.perf_counter()
-    from meqc_jax.baselines import policy_names
+    from meqc_jax.baselines import POLICIES, policy_names
 
-    refs = policy_names(config)  # with dynamics: drift-plus-penalty is the reference, the oracle does not apply
-    reference = "oracle" if "oracle" in refs else "lyapunov"
+    # the reference: the oracle (paper), the exact joint optimum (contention) or drift-plus-penalty (carried state)
+    refs = policy_names(config)
+    reference = next((n for n in refs if POLICIES[n].reference), "lyapunov" if "lyapunov" in refs else "greedy")
     res = evaluate(config, [*learned, *refs], num_envs=envs, num_slots=steps, seed=args.seed + 1_000_003,
                    progress=not args.no_progress)
     eval_wall = time.perf_counter() - t1

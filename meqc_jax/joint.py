@@ -162,15 +162,19 @@ def dp_optimum(config: SystemConfig, env_state) -> JointOptimum:
     member = ((masks[:, None] >> jnp.arange(U)[None, :]) & 1).astype(bool)  # [2^U, U]
     holders = jnp.arange(U + 1)  # U: no holder
 
-    def group_mode(e, members, h):  # the joint mode: S's users on e (h on its QPU), everyone else local
+    def group_mode(e, members, h, num_servers):  # S's users on server e (h on its QPU), everyone else local
         on = jnp.where(members, 1 + e, 0)
-        return jnp.where(members & (jnp.arange(U) == h), 1 + E + e, on).astype(jnp.int32)
+        return jnp.where(members & (jnp.arange(U) == h), 1 + num_servers + e, on).astype(jnp.int32)
 
-    def group_cost(e, members, h):
-        return jnp.sum(jnp.where(members, price_modes(config, table, group_mode(e, members, h), uplink).per_user, 0.0))
+    def group_cost(table_e, members, h):
+        # priced on server e alone (the table's column e): S's users meet no one from another server, so
+        # their costs are the same as in any joint mode that puts exactly S on e
+        out = price_modes(config, table_e, group_mode(0, members, h, 1), uplink)
+        return jnp.sum(jnp.where(members, out.per_user, 0.0))
 
-    per_holder = jax.vmap(lambda e: jax.vmap(lambda m: jax.vmap(lambda h: group_cost(e, m, h))(holders))(member))(
-        jnp.arange(E))  # [E, 2^U, U + 1]
+    columns = jax.vmap(lambda e: jax.tree.map(lambda x: x[:, e][:, None] if x.ndim == 2 else x, table))(jnp.arange(E))
+    per_holder = jax.vmap(lambda t: jax.vmap(lambda m: jax.vmap(lambda h: group_cost(t, m, h))(holders))(member))(
+        columns)  # [E, 2^U, U + 1]
     g = per_holder.min(axis=2)
     holder = per_holder.argmin(axis=2)
     local = price_modes(config, table, jnp.zeros(U, jnp.int32), uplink).per_user
@@ -189,7 +193,7 @@ def dp_optimum(config: SystemConfig, env_state) -> JointOptimum:
     def back(t, xs):
         choice_e, holder_e, e = xs
         sub = choice_e[t]
-        return t ^ sub, group_mode(e, member[sub], holder_e[sub])
+        return t ^ sub, group_mode(e, member[sub], holder_e[sub], E)
 
     _, per_server = jax.lax.scan(back, jnp.int32((1 << U) - 1), (choices, holder, jnp.arange(E)), reverse=True)
     mode = jnp.max(per_server, axis=0)  # each user is in at most one server's set; the rest stay 0 (local)

@@ -199,3 +199,47 @@ def plot_dynamics_part(path: str, data: dict, title: str = "") -> None:
     fig.suptitle(title)
     save_figure(fig, path)
     plt.close(fig)
+
+
+def plot_contention_part(path: str, data: dict) -> None:
+    """The contention part (experiments/contention.py): cost per slot vs users per server for every
+    yardstick, the price of anarchy (best response and greedy over the optimum) vs load, and every
+    learner's cost over the optimum at the two sizes compared."""
+    plt = _plt()
+    fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(15, 4.2))
+    load = data["load"]
+    x = [r["users_per_server"] for r in load]
+    names = list(load[0]["mean_cost"])
+    for i, name in enumerate(names):
+        color, ls = _REF_STYLES.get(name, (f"C{(i + 6) % 10}", "-"))
+        if name == "joint_optimum":
+            color, ls = "k", "-"
+        a0.errorbar(x, [r["mean_cost"][name] for r in load], yerr=[r["ci95"][name] for r in load], color=color,
+                    ls=ls, marker="o", ms=4, lw=1.5, capsize=2, label=name)
+    a0.set_xlabel(f"users per server (E = {load[0]['servers']})")
+    a0.set_ylabel("mean system cost per slot")
+    a0.set_yscale("log")
+    a0.legend(fontsize=8)
+    for name, color in (("best_response", "C1"), ("greedy", "C2")):
+        ratio = [r["over_optimum"][name]["ratio"] for r in load]
+        ci = [r["over_optimum"][name]["ci95"] for r in load]
+        a1.errorbar(x, ratio, yerr=ci, color=color, marker="o", capsize=2, label=name)
+    a1.axhline(1.0, color="k", lw=1)
+    a1.set_xlabel("users per server")
+    a1.set_ylabel("cost / exact optimum (best_response: price of anarchy)")
+    a1.legend(fontsize=8)
+    groups = data["learners"]
+    shown = [n for n in groups[0]["over_optimum"] if n not in ("local", "random_offloading", "joint_optimum")]
+    width = 0.8 / len(groups)
+    for j, r in enumerate(groups):
+        vals = [r["over_optimum"][n]["ratio"] for n in shown]
+        errs = [r["over_optimum"][n]["ci95"] for n in shown]
+        a2.bar(np.arange(len(shown)) + j * width, vals, width, yerr=errs, capsize=2, color=f"C{j}",
+               label=f"U = {r['users']}, E = {r['servers']}")
+    a2.axhline(1.0, color="k", lw=1)
+    a2.set_xticks(np.arange(len(shown)) + width * (len(groups) - 1) / 2, shown, fontsize=8, rotation=20)
+    a2.set_ylabel("cost / exact optimum")
+    a2.legend(fontsize=8)
+    fig.suptitle(f"{data['scenario']}: contention for uplinks and edge CPUs")
+    save_figure(fig, path)
+    plt.close(fig)

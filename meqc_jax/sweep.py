@@ -37,6 +37,7 @@ import typing
 
 import numpy as np
 
+from meqc_jax import dynamics
 from meqc_jax.baselines import POLICIES, policy_names
 from meqc_jax.config import SystemConfig
 from meqc_jax.io import atomic_write_csv, atomic_write_json, atomic_write_with
@@ -456,7 +457,7 @@ def _train(spec, config, torso, name, cells, params, ckpt, devices):
     from meqc_jax.learners.ppo import PPOConfig
     from meqc_jax.loop import fit
 
-    ppo = PPOConfig.preset("lookahead" if config.dynamics else "project", torso=torso, epochs=spec.train_epochs,
+    ppo = PPOConfig.preset("lookahead" if dynamics.carries_state(config) else "project", torso=torso, epochs=spec.train_epochs,
                            num_envs=spec.train_envs)
     learner = make_learner("ppo", config, ppo)
     state, _ = fit(learner, [s + TRAIN_SEED_OFFSET for _, s in cells], chunk=min(10, spec.train_epochs),

@@ -206,3 +206,30 @@ def test_contended_scenario_evaluates_every_policy():
     assert all(np.isfinite(v) for v in mean.values())
     assert mean["joint_optimum"] <= min(mean["greedy"], mean["best_response"]) * (1 + 1e-5)
     assert mean["greedy"] < mean["random_offloading"]
+
+
+def test_the_contention_part_writes_its_files_and_judges_issue_14s_bars(tmp_path):
+    import json
+    import os
+
+    from meqc_jax.experiments import ReproduceConfig, run_part
+    from meqc_jax.experiments.contention import LEARNERS, report
+
+    # one shape throughout (U = E = 2), so that every evaluation after the first reuses its programs
+    rc = ReproduceConfig.quick(con_servers=2, con_users=(2,), con_learn_users=2, con_size=2, con_epochs=2,
+                               con_envs=2, con_slots=4, con_eval_envs=2, con_eval_slots=3, con_br_slots=8,
+                               con_learners=("mappo",), minibatches=2, chunk=2)
+    out = str(tmp_path)
+    d = run_part("contention", rc, out)
+    for name in ("contention.png", "contention_load.csv", "contention_learners.csv", "contention.json"):
+        assert os.path.getsize(os.path.join(out, name)) > 0, name
+    assert json.load(open(os.path.join(out, "contention.json")))["scenario"] == "MEQC-Contended-v0"
+    assert [r["users"] for r in d["load"]] == [2]
+    for r in d["load"]:  # nothing beats the exact optimum on the same slots
+        assert all(v["ratio"] >= 1 - 1e-5 for v in r["over_optimum"].values())
+        assert 0 <= r["best_response"]["converged_share"] <= 1
+    assert [(r["users"], r["servers"]) for r in d["learners"]] == [(2, 2), (2, 2)]
+    assert "mappo" in d["learners"][0]["over_optimum"] and set(LEARNERS) == {"ppo_own", "ppo_shared", "mappo"}
+    lines, claims = report("contention", d, rc)
+    assert lines[0] == "## MEQC-Contended-v0: users who compete for their servers"
+    assert len(claims) == 2 and all(c[2] in ("reproduced", "not reproduced") for c in claims)  # no U = 6, E = 3 load row

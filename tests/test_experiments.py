@@ -59,7 +59,7 @@ def test_rerun_skips_finished_parts_and_force_redoes_them(tiny_run):
 
 def test_the_dynamics_part_compares_every_policy_with_the_clairvoyant_bound(tiny_run):
     out, rc, results = tiny_run
-    assert DYNAMICS_PARTS == ("queues", "battery", "drift", "sustainable") and not set(DYNAMICS_PARTS) & set(DEFAULT_PARTS)
+    assert DYNAMICS_PARTS == ("queues", "battery", "drift", "sustainable", "contention") and not set(DYNAMICS_PARTS) & set(DEFAULT_PARTS)
     d = results["sustainable"]
     for name in ("sustainable.png", "sustainable_episode.csv", "sustainable_v.csv", "sustainable_bound.csv"):
         assert os.path.getsize(os.path.join(out, name)) > 0, name

@@ -19,6 +19,13 @@ PRESETS = ("balanced", "delay", "energy")
 # The paper's epochs (Section V-B): 250 for the MLP learner, 125 for the VQC one; the CLI's defaults too.
 PAPER_EPOCHS = {"mlp": 250, "vqc": 125}
 TRAINING_PARTS = ("fig4", "fig5", "fig6")
+# the contention part's learners (experiments/contention.py): PPOConfig overrides on the project's defaults
+# (discount 0: nothing carries between slots there)
+CONTENTION_LEARNERS = {
+    "ppo_own": dict(reward="own"),  # independent actors, each on its own cost
+    "ppo_shared": dict(reward="shared", critic="central"),  # independent actors on -C, a centralized critic
+    "mappo": dict(reward="shared", critic="central", shared_params=True),  # + one actor shared with an agent id
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +83,18 @@ class ReproduceConfig:
     dyn_warmup: int = 20  # greedy slots before the horizon starts (a carry that is not the reset's)
     dyn_bound_instances: int = 20
     dyn_bound_seconds: float = 20.0  # HiGHS's time per horizon MIP; past it the proven lower bound is used
+    # --- the contention part (experiments/contention.py, dynamics-spec section 8) ---
+    con_servers: int = 3  # E of the load sweep and of the small learner comparison
+    con_users: tuple[int, ...] = (3, 6, 9, 12)  # U of the load sweep: 1 to 4 users per server
+    con_learn_users: int = 6  # U of the small learner comparison (issue 14: U = 6, E = 3)
+    con_size: int = 10  # U = E of the large learner comparison
+    con_epochs: int = 300  # PPO epochs, each of con_slots slots x con_envs environments
+    con_envs: int = 64
+    con_slots: int = 100
+    con_eval_envs: int = 100  # held-out instances x con_eval_slots slots, every policy on the same ones
+    con_eval_slots: int = 100
+    con_br_slots: int = 1024  # fresh slots on which best response's convergence is recorded
+    con_learners: tuple[str, ...] = ("ppo_own", "ppo_shared", "mappo")  # experiments/contention.LEARNERS to train
 
     def __post_init__(self):
         c = FieldChecker(self, "ReproduceConfig")
@@ -109,6 +128,13 @@ class ReproduceConfig:
                          ("dyn_small", 8), ("dyn_size", 1000), ("dyn_horizon", 100), ("dyn_bound_instances", 10**4)):
             c.integer(name, 1, hi)
         c.integer("dyn_warmup", 0, 10**5)
+        for name, hi in (("con_servers", 8), ("con_learn_users", 14), ("con_size", 14), ("con_epochs", 10**5),
+                         ("con_envs", 2**16), ("con_slots", 10**5), ("con_eval_envs", 10**5), ("con_eval_slots", 10**5),
+                         ("con_br_slots", 10**6)):
+            c.integer(name, 1, hi)
+        c.values("con_users", 1, 14, integral=True)
+        c.check("con_learners", isinstance(self.con_learners, tuple) and len(self.con_learners) > 0
+                and set(self.con_learners) <= set(CONTENTION_LEARNERS), "a non-empty tuple of " + ", ".join(CONTENTION_LEARNERS))
         c.values("dyn_v", 1e-6, 1e6)
         c.real("dyn_bound_seconds", 0.0, 1e5)
         c.values("dyn_theta", 0.0, 10.0, lo_open=False)
@@ -134,7 +160,9 @@ class ReproduceConfig:
                     t1_ms=(0.1, 10.0, 1000.0), map_t1_ms=(0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0),
                     map_lam_d=(0.1, 0.5, 0.9), map_envs=8, map_slots=4, vqc_figures=("fig4",), fast_compile=True,
                     quick_mode=True, dyn_epochs=20, dyn_envs=8, dyn_slots=100, dyn_eval_envs=16,
-                    dyn_v=(0.3, 3.0, 30.0), dyn_theta=(1.0,), dyn_horizon=5, dyn_warmup=10, dyn_bound_instances=4)
+                    dyn_v=(0.3, 3.0, 30.0), dyn_theta=(1.0,), dyn_horizon=5, dyn_warmup=10, dyn_bound_instances=4,
+                    con_users=(3, 6, 9), con_epochs=30, con_envs=32, con_slots=50, con_eval_envs=64,
+                    con_eval_slots=10, con_br_slots=256)
         return cls(**{**base, **overrides})
 
     def to_dict(self) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from meqc_jax.experiments import qpu_map, sustainable, sweeps, training
+from meqc_jax.experiments import contention, qpu_map, sustainable, sweeps, training
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +35,9 @@ PART_LIST = (
     *(Part(name, f"{scen}: every policy over an episode, drift-plus-penalty vs V, the clairvoyant gap",
            sustainable.run, sustainable.report, 40, default=False)
       for name, scen in sustainable.SCENARIO_OF_PART.items()),
+    # dynamics-spec.md section 8: users who share their servers (opt-in)
+    Part("contention", f"{contention.SCENARIO}: cost and price of anarchy vs load, learners against the exact optimum",
+         contention.run, contention.report, 60, default=False),
 )
 PARTS_BY_NAME = {p.name: p for p in PART_LIST}
 PARTS = tuple(PARTS_BY_NAME)

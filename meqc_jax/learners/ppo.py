@@ -47,6 +47,7 @@ from meqc_jax.slot_solver import lyapunov_function
 from meqc_jax.sharding import FAST_COMPILE, jit_options
 
 CRITICS = ("auto", "local", "central")
+ACTOR_INPUTS = ("own", "global")
 HPARAM_SETS = ("project", "paper", "lookahead")
 # `lookahead`: the set measured under carried state (docs/learning.md "Looking ahead", MEQC-Queues-v0): a
 # discount, returns normalized by (1 - gamma), own cost plus half the others' (a queue is a commons), one
@@ -82,6 +83,10 @@ class PPOConfig:
     reward_others: float = 0.5  # `mixed` reward: the weight of the other agents' costs (env.Reward)
     critic: str = "auto"
     shared_params: bool = False
+    # what each actor sees: "own" (its device's observation, decentralized execution: the paper's) or "global"
+    # (every device's observation as well: a controller at the edge that sees the whole slot and still
+    # factorizes the joint action into one head per device; dynamics-spec section 8's coordination)
+    actor_inputs: str = "own"
     torso: str = "mlp"
     hidden: tuple[int, ...] = (256, 256)
     vqc_backend: str = "jax"
@@ -105,6 +110,7 @@ class PPOConfig:
         c.choice("torso", TORSOS)
         c.choice("vqc_backend", VQC_BACKENDS)
         c.choice("shared_params", (False, True))
+        c.choice("actor_inputs", ACTOR_INPUTS)
         c.choice("normalize_returns", (False, True))
         c.choice("anneal_lr", (False, True))
         c.integer("num_envs", 1, 2**20)
@@ -312,6 +318,24 @@ class SharedAgents(IndependentAgents):
         return self.tx.update(grads, opt_state, params)
 
 
+class GlobalInputs:
+    """Any agent strategy, with every agent's observation (flattened) appended to each agent's own before
+    the strategy's inputs (`PPOConfig.actor_inputs = "global"`): centralized execution with one action head
+    per device, so a deterministic policy can represent any joint action of the slot."""
+
+    def __init__(self, base, obs_dim: int):
+        self.base = base
+        self.extra_inputs = base.extra_inputs + base.U * obs_dim
+
+    def inputs(self, obs):
+        flat = obs.reshape(obs.shape[:-2] + (-1,))
+        everyone = jnp.broadcast_to(flat[..., None, :], obs.shape[:-1] + flat.shape[-1:])
+        return self.base.inputs(jnp.concatenate([obs, everyone], axis=-1))
+
+    def __getattr__(self, name):  # init, apply, gradients, ...: the base strategy's
+        return getattr(self.base, name)
+
+
 # ---------------------------------------------------------------------------- strategy 2: the critic
 class LocalCritics:
     """Each agent's own value heads V^D, V^C (in its actor-critic), trained with its policy loss."""
@@ -394,6 +418,8 @@ class PPOLearner(Learner):
             lr = optax.linear_schedule(ppo.lr, 0.0, ppo.epochs * ppo.update_epochs * ppo.num_minibatches)
         self.tx = optax.chain(optax.clip_by_global_norm(ppo.max_grad_norm), optax.adam(lr, eps=1e-5))
         self.agents = (SharedAgents if ppo.shared_params else IndependentAgents)(self.net, self.tx, self.U)
+        if ppo.actor_inputs == "global":
+            self.agents = GlobalInputs(self.agents, self.env.obs_dim)
         self.critic = (CentralCritic(CentralCriticNet(num_agents=self.U, hidden=ppo.hidden), self.tx, ppo.vf_coef)
                        if ppo.central_critic else LocalCritics())
         self.obs_dim = self.env.obs_dim + self.agents.extra_inputs  # the networks' input width
