@@ -21,7 +21,7 @@ from meqc_jax.compilation import ProgramTooLarge
 from meqc_jax.env import REWARDS
 from meqc_jax.experiments import DEFAULT_PARTS, DYNAMICS_PARTS, PARTS
 from meqc_jax.experiments.common import PAPER_EPOCHS
-from meqc_jax.learners.ppo import CRITICS, HPARAM_SETS
+from meqc_jax.learners.ppo import ACTOR_INPUTS, ACTOR_ORDERS, CRITICS, HPARAM_SETS
 from meqc_jax.scenarios import DEFAULT_SCENARIO, SCENARIOS
 
 
@@ -165,6 +165,13 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--critic", choices=list(CRITICS), default=None,
                     help="value functions: per-agent heads (local) or one centralized critic over all agents' "
                          "observations (central); 'auto' (project default): central exactly for the shared reward")
+    tr.add_argument("--shared-params", action="store_true",
+                    help="one actor-critic shared by every device, with an agent id (MAPPO with --reward shared)")
+    tr.add_argument("--actor-order", choices=list(ACTOR_ORDERS), default=None,
+                    help="'simultaneous' (the paper) or 'sequential': devices act in index order, each seeing how "
+                         "many earlier ones offload to each server (contention, dynamics-spec 8)")
+    tr.add_argument("--actor-inputs", choices=list(ACTOR_INPUTS), default=None,
+                    help="'own' (each device's observation, the paper) or 'global' (every device's as well)")
     tr.add_argument("--slots-per-epoch", type=_positive_int("--slots-per-epoch", 10**6), default=500)
     tr.add_argument("--minibatches", type=_positive_int("--minibatches", 2**20), default=None)
     tr.add_argument("--chunk", type=_positive_int("--chunk", 10**6), default=10, help="epochs per jitted chunk/checkpoint")
@@ -368,8 +375,11 @@ def train_cmd(args) -> int:
         args.hparams = "lookahead" if dynamics.carries_state(config) else "project"
     epochs = args.epochs if args.epochs is not None else PAPER_EPOCHS[args.policy]
     overrides = {"epochs": epochs, "torso": args.policy, "vqc_backend": args.vqc_backend}
+    if args.shared_params:
+        overrides["shared_params"] = True
     for name, value in (("num_envs", args.envs), ("reward", args.reward), ("critic", args.critic),
-                        ("num_minibatches", args.minibatches)):
+                        ("num_minibatches", args.minibatches), ("actor_order", args.actor_order),
+                        ("actor_inputs", args.actor_inputs)):
         if value is not None:
             overrides[name] = value
     try:

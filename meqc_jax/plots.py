@@ -226,7 +226,8 @@ def plot_contention_part(path: str, data: dict) -> None:
         a1.errorbar(x, ratio, yerr=ci, color=color, marker="o", capsize=2, label=name)
     a1.axhline(1.0, color="k", lw=1)
     a1.set_xlabel("users per server")
-    a1.set_ylabel("cost / exact optimum (best_response: price of anarchy)")
+    a1.set_ylabel("cost / exact optimum")
+    a1.set_title("price of anarchy (best_response) and greedy", fontsize=9)
     a1.legend(fontsize=8)
     groups = data["learners"]
     shown = [n for n in groups[0]["over_optimum"] if n not in ("local", "random_offloading", "joint_optimum")]

@@ -229,7 +229,7 @@ def test_the_contention_part_writes_its_files_and_judges_issue_14s_bars(tmp_path
         assert all(v["ratio"] >= 1 - 1e-5 for v in r["over_optimum"].values())
         assert 0 <= r["best_response"]["converged_share"] <= 1
     assert [(r["users"], r["servers"]) for r in d["learners"]] == [(2, 2), (2, 2)]
-    assert "mappo" in d["learners"][0]["over_optimum"] and set(LEARNERS) == {"ppo_own", "ppo_shared", "mappo"}
+    assert "mappo" in d["learners"][0]["over_optimum"] and set(LEARNERS) == {"ppo_own", "ppo_shared", "mappo", "mappo_seq"}
     lines, claims = report("contention", d, rc)
     assert lines[0] == "## MEQC-Contended-v0: users who compete for their servers"
     assert len(claims) == 2 and all(c[2] in ("reproduced", "not reproduced") for c in claims)  # no U = 6, E = 3 load row

@@ -343,3 +343,29 @@ def test_a_checkpointed_run_with_a_carry_resumes_bit_identically(tmp_path):
     for x, y in zip(jax.tree.leaves(resumed.env_state.carry), jax.tree.leaves(straight.env_state.carry)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert set(straight.env_state.carry) == {"arrivals", "queues", "battery", "drift"}
+
+
+def test_sequential_actors_see_the_earlier_devices_reservations_and_global_actors_every_observation():
+    cfg = SYS.replace(dynamics=("contention",))
+    tr = make_train(cfg, PPOConfig(epochs=2, shared_params=True, actor_order="sequential", actor_inputs="global",
+                                   reward="shared", **TINY), scale=100.0)
+    obs_dim = MEQCEnv(cfg).obs_dim
+    assert tr.obs_dim == obs_dim + 3 * obs_dim + 3 + 2  # own + everyone's + agent id + reservations per server
+    params = tr.init_params(jax.random.key(0))
+    _, state = MEQCEnv(cfg).reset(jax.random.key(1))
+    obs = MEQCEnv(cfg).observe(state)
+    for key in (None, jax.random.key(2)):
+        inputs, server, x, _ = tr.choose(params, obs[None], key)
+        res = np.asarray(inputs[0, :, obs_dim:obs_dim + 2]) * 3  # each agent's reservation counts (x U)
+        off = np.clip(np.asarray(x[0]), 0, 1) < 1
+        for u in range(3):
+            want = np.bincount(np.asarray(server[0, :u])[off[:u]], minlength=2)
+            np.testing.assert_allclose(res[u], want, atol=1e-6)
+    # the deterministic policy is the choice without a key
+    s, p = tr.act(params, None, state, obs)
+    _, s2, x2, _ = tr.choose(params, obs)
+    np.testing.assert_array_equal(np.asarray(s), np.asarray(s2))
+    _, m = jax.jit(tr)(jax.random.key(0))
+    assert np.all(np.isfinite(metrics_table(m)))
+    with pytest.raises(ValueError, match="PPOConfig.actor_order='turns' is invalid"):
+        PPOConfig(actor_order="turns")

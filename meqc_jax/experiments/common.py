@@ -25,6 +25,8 @@ CONTENTION_LEARNERS = {
     "ppo_own": dict(reward="own"),  # independent actors, each on its own cost
     "ppo_shared": dict(reward="shared", critic="central"),  # independent actors on -C, a centralized critic
     "mappo": dict(reward="shared", critic="central", shared_params=True),  # + one actor shared with an agent id
+    # MAPPO whose devices act in index order, each seeing the earlier ones' server choices (PPOConfig.actor_order)
+    "mappo_seq": dict(reward="shared", critic="central", shared_params=True, actor_order="sequential"),
 }
 
 
@@ -94,7 +96,7 @@ class ReproduceConfig:
     con_eval_envs: int = 100  # held-out instances x con_eval_slots slots, every policy on the same ones
     con_eval_slots: int = 100
     con_br_slots: int = 1024  # fresh slots on which best response's convergence is recorded
-    con_learners: tuple[str, ...] = ("ppo_own", "ppo_shared", "mappo")  # experiments/contention.LEARNERS to train
+    con_learners: tuple[str, ...] = ("ppo_own", "ppo_shared", "mappo", "mappo_seq")  # CONTENTION_LEARNERS to train
 
     def __post_init__(self):
         c = FieldChecker(self, "ReproduceConfig")

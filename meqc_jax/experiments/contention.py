@@ -7,9 +7,10 @@ Three questions, every policy on the same slots (common random numbers):
 * the price of anarchy: best-response dynamics' cost over the optimum (and the sequential greedy's)
   vs the load, with how often best response converged and in how many rounds;
 * the learners' gap to the optimum: independent PPO on its own cost, independent PPO on the shared
-  cost with a centralized critic, and MAPPO (one actor shared by the devices with an agent id, a
-  centralized critic, the shared cost), at U = `con_learn_users` on `con_servers` servers and at
-  U = E = `con_size`.
+  cost with a centralized critic, MAPPO (one actor shared by the devices with an agent id, a
+  centralized critic, the shared cost), and MAPPO whose devices act in index order, each seeing the
+  earlier ones' server choices (`PPOConfig.actor_order = "sequential"`), at U = `con_learn_users` on
+  `con_servers` servers and at U = E = `con_size`.
 
 Writes `contention_load.csv` (cost per policy and load), `contention_learners.csv` (learners against
 the yardsticks per size) and `contention.png`.
@@ -169,8 +170,9 @@ def report(name: str, d: dict, rc: ReproduceConfig) -> tuple[list[str], list[tup
               f"{large['vs_best_response'][bl]['ratio']:.3f} x best response. "
               + ("Learning beats both central heuristics there." if large["vs_greedy"][bl]["ratio"] < 1
                  and large["vs_best_response"][bl]["ratio"] < 1 else
-                 "Learning does not beat the central heuristics here: decentralized actors see only their own "
-                 "device, while greedy and best response price every user's task."), ""]
+                 "Learning does not beat the central heuristics here: the simultaneous actors see only their own "
+                 "device and the sequential ones the earlier devices' choices, while greedy and best response price "
+                 "every user's task."), ""]
     load6 = next((r for r in d["load"] if r["users"] == 6 and r["servers"] == 3), None)
     claims = []
     if load6 is not None:

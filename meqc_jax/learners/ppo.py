@@ -48,6 +48,7 @@ from meqc_jax.sharding import FAST_COMPILE, jit_options
 
 CRITICS = ("auto", "local", "central")
 ACTOR_INPUTS = ("own", "global")
+ACTOR_ORDERS = ("simultaneous", "sequential")
 HPARAM_SETS = ("project", "paper", "lookahead")
 # `lookahead`: the set measured under carried state (docs/learning.md "Looking ahead", MEQC-Queues-v0): a
 # discount, returns normalized by (1 - gamma), own cost plus half the others' (a queue is a commons), one
@@ -87,6 +88,10 @@ class PPOConfig:
     # (every device's observation as well: a controller at the edge that sees the whole slot and still
     # factorizes the joint action into one head per device; dynamics-spec section 8's coordination)
     actor_inputs: str = "own"
+    # "simultaneous" (the paper: every device acts at once) or "sequential": devices act in index order within
+    # a slot, each seeing how many earlier devices offload to each server (a reservation round before the
+    # uploads), so later devices can avoid crowded servers (dynamics-spec section 8)
+    actor_order: str = "simultaneous"
     torso: str = "mlp"
     hidden: tuple[int, ...] = (256, 256)
     vqc_backend: str = "jax"
@@ -111,6 +116,7 @@ class PPOConfig:
         c.choice("vqc_backend", VQC_BACKENDS)
         c.choice("shared_params", (False, True))
         c.choice("actor_inputs", ACTOR_INPUTS)
+        c.choice("actor_order", ACTOR_ORDERS)
         c.choice("normalize_returns", (False, True))
         c.choice("anneal_lr", (False, True))
         c.integer("num_envs", 1, 2**20)
@@ -324,11 +330,12 @@ class GlobalInputs:
     per device, so a deterministic policy can represent any joint action of the slot."""
 
     def __init__(self, base, obs_dim: int):
-        self.base = base
+        self.base, self.obs_dim = base, obs_dim
         self.extra_inputs = base.extra_inputs + base.U * obs_dim
 
     def inputs(self, obs):
-        flat = obs.reshape(obs.shape[:-2] + (-1,))
+        # the env's observations only: under actor_order="sequential" an agent's own reservations come after them
+        flat = obs[..., :self.obs_dim].reshape(obs.shape[:-2] + (-1,))
         everyone = jnp.broadcast_to(flat[..., None, :], obs.shape[:-1] + flat.shape[-1:])
         return self.base.inputs(jnp.concatenate([obs, everyone], axis=-1))
 
@@ -422,7 +429,9 @@ class PPOLearner(Learner):
             self.agents = GlobalInputs(self.agents, self.env.obs_dim)
         self.critic = (CentralCritic(CentralCriticNet(num_agents=self.U, hidden=ppo.hidden), self.tx, ppo.vf_coef)
                        if ppo.central_critic else LocalCritics())
-        self.obs_dim = self.env.obs_dim + self.agents.extra_inputs  # the networks' input width
+        self.sequential = ppo.actor_order == "sequential"
+        # the networks' input width: the observation, the strategy's extras, and (sequential) the reservations
+        self.obs_dim = self.env.obs_dim + self.agents.extra_inputs + (self.E if self.sequential else 0)
         # batched over runs (seeds, sweep points): used by `fit`, compiled once per learner and chunk
         self.init_program = jax.jit(jax.vmap(self.init), compiler_options=dict(FAST_COMPILE))  # runs once
         self.chunk_program = jax.jit(self._train_chunk_batch, static_argnums=1,
@@ -438,6 +447,33 @@ class PPOLearner(Learner):
         out = self.agents.apply(params, x.reshape((-1, self.U, x.shape[-1])))
         out = jax.tree.map(lambda a: a.reshape(lead + a.shape[1:]), out)
         return self.critic.with_values(critic, out, x) if critic else out
+
+    def choose(self, params, obs, key=None, critic: dict | None = None):
+        """Every agent's action for observations [..., U, D]: sampled with `key`, deterministic (argmax
+        server, phi = clip(mean)) without. Returns (inputs [..., U, D'], server, x, outputs), where inputs are
+        what each agent acted on: its observation, plus under `actor_order="sequential"` the share of the U
+        devices before it that offload to each server, which it learns in index order (a `lax.scan` over the
+        agents; each agent's outputs depend only on its own inputs, so they are recomputed once at the end)."""
+        if not self.sequential:
+            out = self.apply(params, obs, critic)
+            server, x = (deterministic_action(out) if key is None else sample_hybrid(key, out))
+            return obs, server, x, out
+        lead = obs.shape[:-2]
+        keys = None if key is None else jax.random.split(key, self.U)
+
+        def place(counts, xs):
+            u, k = xs
+            inputs = jnp.concatenate([obs, jnp.broadcast_to(counts[..., None, :] / self.U, lead + (self.U, self.E))], -1)
+            out_u = jax.tree.map(lambda a: jnp.take(a, u, axis=len(lead)), self.apply(params, inputs))
+            server_u, x_u = deterministic_action(out_u) if k is None else sample_hybrid(k, out_u)
+            offload = (jnp.clip(x_u, 0.0, 1.0) < 1.0).astype(float)
+            counts = counts + jax.nn.one_hot(server_u, self.E) * offload[..., None]
+            return counts, (inputs[..., u, :], server_u, x_u)
+
+        _, (rows, server, x) = jax.lax.scan(place, jnp.zeros(lead + (self.E,)), (jnp.arange(self.U), keys))
+        move = lambda a: jnp.moveaxis(a, 0, len(lead))  # noqa: E731  [U, ...] -> [..., U, ...]
+        inputs, server, x = move(rows), move(server), move(x)
+        return inputs, server, x, self.apply(params, inputs, critic)
 
     def init_params(self, key):
         """Network parameters: stacked over agents (independent) or one set (shared)."""
@@ -463,8 +499,7 @@ class PPOLearner(Learner):
         def slot(carry, k):
             env_state, obs = carry
             k_act, k_env = jax.random.split(k)
-            out = self.apply(params, obs, critic)
-            server, x = sample_hybrid(k_act, out)
+            inputs, server, x, out = self.choose(params, obs, k_act, critic)
             logp_d, logp_c = hybrid_log_prob(out, server, x)
             obs2, env_state2, reward, done, info = self.env.batch_step(
                 jax.random.split(k_env, N), env_state, (server, jnp.clip(x, 0.0, 1.0)))
@@ -474,7 +509,7 @@ class PPOLearner(Learner):
                 l_now, l_next = lyap(env_state, self.shaping_theta), lyap(env_state2, self.shaping_theta)
                 shaped = (l_now - self.ppo.gamma * jnp.where(done, 0.0, l_next)) / (self.ppo.shaping_v * self.env.reward.scale)
                 reward = reward + shaped[:, None]
-            tr = Transition(obs=obs, server=server, x=x, logp_d=logp_d, logp_c=logp_c, value_d=out.value_d,
+            tr = Transition(obs=inputs, server=server, x=x, logp_d=logp_d, logp_c=logp_c, value_d=out.value_d,
                             value_c=out.value_c, reward=reward, done=done)
             stats = RolloutStats(cost=jnp.mean(c.total), latency=jnp.mean(c.latency), energy=jnp.mean(c.energy),
                                  quantum_share=jnp.mean(c.quantum.astype(float)))
@@ -539,7 +574,7 @@ class PPOLearner(Learner):
         key = jax.random.wrap_key_data(state.key)
         key, k_roll, k_upd = jax.random.split(key, 3)
         env_state, obs, traj, stats = self.rollout(state.params, state.env_state, state.obs, k_roll, state.critic)
-        last = self.apply(state.params, obs, state.critic)
+        last = self.choose(state.params, obs, None, state.critic)[3]  # values after the epoch's last slot
         data = self.make_batch(traj, last)
         params, opt_state, critic, terms = self.update(state.params, state.opt_state, data, k_upd, state.critic)
         finite = jnp.all(jnp.isfinite(_pack(terms))) & jnp.all(
@@ -612,13 +647,14 @@ class PPOLearner(Learner):
     # ------------------------------------------------------------------ acting after training
     def act(self, params, key, env_state, obs):
         """The trained agents' deterministic action (argmax server, phi = clip(mean)) for one instance."""
-        return deterministic_action(self.apply(params, obs))
+        _, server, x, _ = self.choose(params, obs)
+        return server, jnp.clip(x, 0.0, 1.0)
 
     def act_sampled(self, params, key, env_state, obs):
         """The trained agents' stochastic action, sampled as in training (Eqs. 17-20), for one instance.
         Decentralized agents with shared parameters and alike observations pick the same argmax server;
         sampling spreads them over the servers as they learned to be spread."""
-        server, x = sample_hybrid(key, self.apply(params, obs))
+        _, server, x, _ = self.choose(params, obs, key)
         return server, jnp.clip(x, 0.0, 1.0)
 
     def policy(self, params, name: str = "mlp", sample: bool = False) -> Policy:
