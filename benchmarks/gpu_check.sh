@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check: the env, training, VQC and scaling benchmarks at GPU-sized batches, in < 5 minutes on one GPU.
+# GPU check: the env, training, VQC, scaling and joint-optimum benchmarks at GPU-sized batches, in < 6 minutes on one GPU.
 #
 #   bash benchmarks/gpu_check.sh            # JSON (+ PNG) under $OUT when set, else benchmarks/results/gpu/
 #   PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh
@@ -9,7 +9,7 @@
 # torch is not needed (the torch columns of bench_train / bench_vqc are skipped). Every stage has its own
 # time limit, so one slow stage cannot eat the others' time; a stage that fails or times out is recorded
 # in summary.json and the script goes on (bench_scaling writes its JSON after every point, so a stage
-# stopped by its limit keeps the points it finished). Limits sum to 290 s. Runs from any folder.
+# stopped by its limit keeps the points it finished). Limits sum to 330 s. Runs from any folder.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python}"
@@ -68,6 +68,10 @@ done
 # full PPO (500-slot epochs), jax only
 stage train "$(lim 65)" "$PY" benchmarks/bench_train.py --no-torch "${TRAIN[@]}" --epochs 1 --repeats 2 \
   --out "$DEST/train.json"
+
+# the exact optimum under contention: joint modes per second of the enumeration, slots per second of the DP
+if [ "${GPU_CHECK_QUICK:-0}" = 1 ]; then JOINT=(--slots 32 --batch 8); else JOINT=(--slots 4096 --batch 512); fi
+stage joint "$(lim 40)" "$PY" benchmarks/bench_joint.py "${JOINT[@]}" --repeats 2 --out "$DEST/joint.json"
 
 TOTAL=$(( $(date +%s) - START ))
 {
