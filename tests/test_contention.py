@@ -26,7 +26,7 @@ CONTENDED = ("contention",)
 def _states(config, n, seed=0):
     env = MEQCEnv(config)
     keys = jax.random.split(jax.random.key(seed), n)
-    _, states = jax.vmap(env.reset)(keys)
+    _, states = jax.jit(jax.vmap(env.reset))(keys)
     return env, keys, states
 
 
@@ -184,18 +184,18 @@ def test_best_response_ends_in_a_nash_equilibrium_and_planners_bound_each_other(
 
 
 def test_paper_model_is_untouched_by_the_contention_code():
-    """The paper's configuration prices exactly as before: no SlotConditions, no sharing, the same numbers
-    whether or not the contention dynamic exists (it changes nothing it is not asked to)."""
+    """The paper's configuration prices exactly as before: no SlotConditions, no sharing (the contention code
+    changes nothing it is not asked to); the same action under sharing costs more."""
     cfg = SystemConfig(num_users=4, num_servers=2)
-    env, keys, states = _states(cfg, 8)
-    server = jnp.zeros((8, 4), jnp.int32)  # everyone on server 0: contention would change every cost
-    phi = jnp.zeros((8, 4))
-    paper = jax.vmap(lambda k, s, a, p: env.price(k, s, (a, p)).total)(keys, states, server, phi)
-    shared = jax.vmap(lambda k, s, a, p: slot_cost(cfg, s.scenario, s.tasks, a, p, jax.random.split(k, 3)[0],
-                                                    conditions=SlotConditions(contention="equal")).total)(
-        keys, states, server, phi)
-    assert env.conditions(_one(states, 0)) is None
-    assert bool(jnp.all(shared > paper))
+    env, keys, states = _states(cfg, 1)
+    st = _one(states, 0)
+    server, phi = jnp.zeros(4, jnp.int32), jnp.zeros(4)  # everyone on server 0: contention changes every cost
+    paper = env.price(keys[0], st, (server, phi)).total
+    k_arb = jax.random.split(keys[0], 3)[0]  # the arbitration key `price` uses
+    assert env.conditions(st) is None
+    assert float(slot_cost(cfg, st.scenario, st.tasks, server, phi, k_arb).total) == float(paper)
+    shared = slot_cost(cfg, st.scenario, st.tasks, server, phi, k_arb, conditions=SlotConditions(contention="equal"))
+    assert float(shared.total) > float(paper)
 
 
 def test_contended_scenario_evaluates_every_policy():
@@ -213,6 +213,7 @@ def test_the_contention_part_writes_its_files_and_judges_issue_14s_bars(tmp_path
     import os
 
     from meqc_jax.experiments import ReproduceConfig, run_part
+    from meqc_jax.experiments.common import compiler_options as common_options
     from meqc_jax.experiments.contention import LEARNERS, report
 
     # one shape throughout (U = E = 2), so that every evaluation after the first reuses its programs
@@ -230,6 +231,14 @@ def test_the_contention_part_writes_its_files_and_judges_issue_14s_bars(tmp_path
         assert 0 <= r["best_response"]["converged_share"] <= 1
     assert [(r["users"], r["servers"]) for r in d["learners"]] == [(2, 2), (2, 2)]
     assert "mappo" in d["learners"][0]["over_optimum"] and set(LEARNERS) == {"ppo_own", "ppo_shared", "mappo", "mappo_seq"}
+    # the learners' comparison reuses the load sweep's yardsticks: paired only if a separate evaluation of a policy
+    # sees the same slots (common random numbers), which this checks
+    from meqc_jax.experiments.contention import EVAL_SEED_OFFSET, SCENARIO
+
+    again = evaluate(scenarios.scenario_config(SCENARIO, num_users=2, num_servers=2, slots_per_episode=rc.con_slots),
+                     ("greedy",), num_envs=rc.con_eval_envs, num_slots=rc.con_eval_slots,
+                     seed=rc.seed + EVAL_SEED_OFFSET, compiler_options=common_options(rc))
+    assert again.summary["greedy"]["mean_cost"] == d["load"][0]["mean_cost"]["greedy"]
     lines, claims = report("contention", d, rc)
     assert lines[0] == "## MEQC-Contended-v0: users who compete for their servers"
     assert len(claims) == 2 and all(c[2] in ("reproduced", "not reproduced") for c in claims)  # no U = 6, E = 3 load row

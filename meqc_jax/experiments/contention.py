@@ -55,11 +55,11 @@ def _train(rc: ReproduceConfig, system, name: str, ckpt: str, progress: bool):
     return learner.policy(learner.acting_params(state, 0), name), np.asarray(metrics.cost)[0]
 
 
-def _paired_ratio(res, a: str, b: str) -> dict:
+def _paired_ratio(per_slot: dict, a: str, b: str) -> dict:
     """Mean cost of `a` over that of `b` on the same slots, with a 95 % interval from the per-instance
     differences (the instances are independent; slots within an instance share its scenario)."""
-    pa = np.asarray(res.per_slot[a]["cost"], np.float64).mean(axis=0)
-    pb = np.asarray(res.per_slot[b]["cost"], np.float64).mean(axis=0)
+    pa = np.asarray(per_slot[a]["cost"], np.float64).mean(axis=0)
+    pb = np.asarray(per_slot[b]["cost"], np.float64).mean(axis=0)
     d = (pa - pb) / pb.mean()
     half = 1.96 * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
     return {"ratio": float(pa.mean() / pb.mean()), "ci95": float(half)}
@@ -75,22 +75,29 @@ def _best_response_stats(rc: ReproduceConfig, system) -> dict:
             "max_rounds": int(rounds.max()), "slots": rc.con_br_slots}
 
 
-def _evaluate(rc: ReproduceConfig, system, policies, seed_offset: int, progress: bool):
+EVAL_SEED_OFFSET = 5_000_011
+
+
+def _evaluate(rc: ReproduceConfig, system, policies, progress: bool):
+    """Every policy on the part's held-out slots of `system`: one seed for the whole part, and every policy
+    on its own trajectory with common random numbers, so that policies evaluated in separate calls (the
+    yardsticks of the load sweep, the learners later) are still paired slot for slot."""
     return evaluate(system, list(policies), num_envs=rc.con_eval_envs, num_slots=rc.con_eval_slots,
-                    seed=rc.seed + seed_offset, progress=progress, compiler_options=common.compiler_options(rc))
+                    seed=rc.seed + EVAL_SEED_OFFSET, progress=progress, compiler_options=common.compiler_options(rc))
 
 
 def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
     E = rc.con_servers
-    load = []
+    load, yardsticks = [], {}  # yardsticks: (U, E) -> (per_slot, summary) of YARDSTICKS, reused by the learners
     for U in rc.con_users:
         system = _system(rc, U, E)
-        res = _evaluate(rc, system, YARDSTICKS, 5_000_011, progress)
+        res = _evaluate(rc, system, YARDSTICKS, progress)
+        yardsticks[(U, E)] = (res.per_slot, res.summary)
         S = res.summary
         load.append({"users": U, "servers": E, "users_per_server": U / E,
                      "mean_cost": {p: S[p]["mean_cost"] for p in YARDSTICKS},
                      "ci95": {p: S[p]["ci95"] for p in YARDSTICKS},
-                     "over_optimum": {p: _paired_ratio(res, p, "joint_optimum") for p in YARDSTICKS},
+                     "over_optimum": {p: _paired_ratio(res.per_slot, p, "joint_optimum") for p in YARDSTICKS},
                      "best_response": _best_response_stats(rc, system)})
     atomic_write_csv(os.path.join(out, f"{name}_load.csv"),
                      ["users", "servers", "policy", "mean_cost", "ci95", "over_optimum", "over_optimum_ci95"],
@@ -106,14 +113,18 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
                                 progress)
             pols.append(pol)
             curves[lname] = curve.tolist()
-        res = _evaluate(rc, system, [*YARDSTICKS, *pols], 6_000_007, progress)
-        S = res.summary
+        if (U, servers) not in yardsticks:
+            res = _evaluate(rc, system, YARDSTICKS, progress)
+            yardsticks[(U, servers)] = (res.per_slot, res.summary)
+        res = _evaluate(rc, system, pols, progress)
+        per_slot = {**yardsticks[(U, servers)][0], **res.per_slot}
+        S = {**yardsticks[(U, servers)][1], **res.summary}
         names = [*YARDSTICKS, *rc.con_learners]
         learners.append({"users": U, "servers": servers, "train_curves": curves,
                          "mean_cost": {p: S[p]["mean_cost"] for p in names}, "ci95": {p: S[p]["ci95"] for p in names},
-                         "over_optimum": {p: _paired_ratio(res, p, "joint_optimum") for p in names},
-                         "vs_greedy": {p: _paired_ratio(res, p, "greedy") for p in rc.con_learners},
-                         "vs_best_response": {p: _paired_ratio(res, p, "best_response") for p in rc.con_learners}})
+                         "over_optimum": {p: _paired_ratio(per_slot, p, "joint_optimum") for p in names},
+                         "vs_greedy": {p: _paired_ratio(per_slot, p, "greedy") for p in rc.con_learners},
+                         "vs_best_response": {p: _paired_ratio(per_slot, p, "best_response") for p in rc.con_learners}})
     atomic_write_csv(os.path.join(out, f"{name}_learners.csv"),
                      ["users", "servers", "policy", "mean_cost", "ci95", "over_optimum", "over_optimum_ci95"],
                      [[r["users"], r["servers"], p, f"{r['mean_cost'][p]:.6g}", f"{r['ci95'][p]:.6g}",
