@@ -4,7 +4,7 @@ table of the paper's claims against this run."""
 from __future__ import annotations
 
 from meqc_jax.experiments.common import ReproduceConfig, device_description
-from meqc_jax.experiments.parts import PART_LIST
+from meqc_jax.experiments.parts import DEFAULT_PARTS, PART_LIST
 
 
 def make_report(results: dict, rc: ReproduceConfig) -> str:
@@ -12,22 +12,25 @@ def make_report(results: dict, rc: ReproduceConfig) -> str:
     lines = ["# Reproduction of the paper's experiments", ""]
     walls = sum(r.get("wall_s", 0.0) for r in results.values())
     device = next((r["device"] for r in results.values() if "device" in r), None) or device_description()
-    lines += [f"Mode: {'quick' if rc.quick_mode else 'full'}; device: {device}; wall time of the parts in this "
-              f"folder: {walls:.0f} s. Settings: seeds {rc.seeds}, epochs {rc.epochs_mlp} (MLP) / {rc.epochs_vqc} "
-              f"(VQC)" + ("" if rc.epochs_sweep in (None, rc.epochs_mlp) else f" / {rc.epochs_sweep} (sweeps)")
-              + ("" if rc.epochs_large in (None, rc.epochs_mlp) else f" / {rc.epochs_large} (U = E = "
-                 + " and ".join(map(str, rc.sizes[1:])) + ")")
-              + f" of {rc.slots_per_epoch} slots x {rc.envs} environments, PPO with {rc.update_epochs} passes of "
-              f"{rc.minibatches} minibatches at lr {rc.lr:g}, MLP torsos {' x '.join(map(str, rc.hidden))}"
-              + (", one actor-critic shared by all devices (the paper: one per device)" if rc.shared_params else "")
-              + f"; held-out evaluation {rc.eval_envs} x {rc.eval_slots} slots per run"
-              + (" at U = E = " + str(rc.sizes[0]) + " and the same user-slots at the larger sizes"
-                 if rc.eval_same_user_slots else "")
-              + " (paired with the baselines and the oracle"
-              + (f"; the two random baselines, the noisiest costs, on {rc.eval_random_factor} x as many fresh instances"
-                 if rc.eval_random_factor > 1 else "")
-              + "). Costs are the mean system cost per slot (Eq. 12), "
-              "with their 95 % intervals.", ""]
+    head = f"Mode: {'quick' if rc.quick_mode else 'full'}; device: {device}; wall time of the parts in this folder: {walls:.0f} s."
+    if not set(results) & set(DEFAULT_PARTS):  # only opt-in parts: each states its own settings
+        lines += [head + " The settings of each part are stated in its section.", ""]
+    else:
+        lines += [head + f" Settings: seeds {rc.seeds}, epochs {rc.epochs_mlp} (MLP) / {rc.epochs_vqc} "
+                  f"(VQC)" + ("" if rc.epochs_sweep in (None, rc.epochs_mlp) else f" / {rc.epochs_sweep} (sweeps)")
+                  + ("" if rc.epochs_large in (None, rc.epochs_mlp) else f" / {rc.epochs_large} (U = E = "
+                     + " and ".join(map(str, rc.sizes[1:])) + ")")
+                  + f" of {rc.slots_per_epoch} slots x {rc.envs} environments, PPO with {rc.update_epochs} passes of "
+                  f"{rc.minibatches} minibatches at lr {rc.lr:g}, MLP torsos {' x '.join(map(str, rc.hidden))}"
+                  + (", one actor-critic shared by all devices (the paper: one per device)" if rc.shared_params else "")
+                  + f"; held-out evaluation {rc.eval_envs} x {rc.eval_slots} slots per run"
+                  + (" at U = E = " + str(rc.sizes[0]) + " and the same user-slots at the larger sizes"
+                     if rc.eval_same_user_slots else "")
+                  + " (paired with the baselines and the oracle"
+                  + (f"; the two random baselines, the noisiest costs, on {rc.eval_random_factor} x as many fresh instances"
+                     if rc.eval_random_factor > 1 else "")
+                  + "). Costs are the mean system cost per slot (Eq. 12), "
+                  "with their 95 % intervals.", ""]
     claims = []
     for part in PART_LIST:
         if part.name in results:
