@@ -109,7 +109,7 @@ register("MEQC-Sustainable-v0",
 # dynamics-spec section 8: users compete for their servers within a slot (docs/model.md, "Contention").
 register("MEQC-Contended-v0",
          "the paper's model with the users offloading to one server sharing its uplink (B / n_e each) and CPUs "
-         "(processor sharing); at U = 6, E = 3 the sequential greedy pays 1.21 x the enumerated optimum",
+         "(processor sharing); at U = 6, E = 3 the sequential greedy pays 1.22 x the exact optimum",
          dynamics=("contention",))
 register("MEQC-Contended-Queues-v0",
          "shared uplinks (B / n_e each) in front of FIFO server queues drained every 20 s slot (MEQC-Queues-v0's)",
