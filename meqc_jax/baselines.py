@@ -83,12 +83,15 @@ def _greedy(config: SystemConfig):
 
 
 def _best_response(config: SystemConfig):
+    """Best-response dynamics of the slot's game under contention (dynamics-spec section 8; `joint.best_response`)."""
     joint.check_contention_planner(config, "best_response")
     return Policy("best_response", lambda key, env_state, obs: joint.best_response_act(config, env_state),
                   centralized=True)
 
 
 def _joint_optimum(config: SystemConfig):
+    """The exact slot optimum under contention (dynamics-spec section 8; `joint.dp_optimum`, equal to the
+    enumeration of every joint mode)."""
     joint.check_contention_planner(config, "joint_optimum")
     joint.check_dp_size(config.num_users)  # the size check, before anything is traced
     return Policy("joint_optimum", lambda key, env_state, obs: joint.optimum_act(config, env_state), centralized=True)

@@ -116,15 +116,21 @@ def classical_terms(si: SIParams, s, n, phi, f_local, p_tx, gain, f_edge, bandwi
     off = 1.0 - phi
     d_local = phi * cycles / f_local  # Eq. 1
     e_local = si.chip_coeff * phi * cycles  # Eq. 1
-    bandwidth = si.bandwidth if bandwidth is None else bandwidth
-    noise = si.noise_power if noise is None else noise
-    # Shannon uplink rate in bits/s; log1p keeps a weak link's rate exact (and > 0) in float32.
-    rate = bandwidth * jnp.log1p(p_tx * gain / noise) / math.log(2.0)
+    rate = uplink_rate(si, p_tx, gain, bandwidth, noise)
     d_tx = off * 8.0 * s / rate  # Eq. 2 (s in bytes, rate in bits/s)
     e_tx = p_tx * d_tx  # Eq. 3
     d_edge = off * cycles / f_edge  # Eq. 4
     e_edge = si.chip_coeff * off * cycles  # Eq. 5
     return d_local, e_local, d_tx, e_tx, d_edge, e_edge
+
+
+def uplink_rate(si: SIParams, p_tx, gain, bandwidth=None, noise=None):
+    """Eq. 2's Shannon rate in bits/s, B log2(1 + p_tx g / noise), broadcasting; `bandwidth` and `noise`
+    default to the configuration's (dynamics-spec section 8 shares them: `uplink_share`). log1p keeps a
+    weak link's rate exact (and > 0) in float32."""
+    bandwidth = si.bandwidth if bandwidth is None else bandwidth
+    noise = si.noise_power if noise is None else noise
+    return bandwidth * jnp.log1p(p_tx * gain / noise) / math.log(2.0)
 
 
 def quantum_terms(si: SIParams, energy_model: str, s, q, phi, latency_per_unit, power_per_unit):
@@ -262,7 +268,7 @@ def slot_cost(
         if conditions.contention is not None:
             # section 8, processor sharing: the m_e users whose offloaded part runs on e's CPUs get f_edge / m_e each
             on_cpu = has_task & ~battery_drop & (phi < 1.0) & ~granted
-            d_cpu = d_o + d_e * cpu_sharers(server, on_cpu, E)
+            d_cpu = d_o + d_e * sharers(server, on_cpu, E)
     cost_c, lat_c, en_c = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_cpu, e_o + e_e)
     per_user = jnp.where(granted, cost_q, cost_c)
     latency = jnp.where(granted, lat_q, lat_c)
@@ -317,21 +323,33 @@ def uplink_share(rule: str, si: SIParams, server, offloading, p_tx, g):
     A user that does not offload gets the whole link (its rate is then unused)."""
     E = g.shape[1]
     if rule == "equal":
-        n = jnp.zeros(E).at[server].add(offloading.astype(float))
-        return si.bandwidth / jnp.maximum(n[server], 1.0), None
+        return si.bandwidth / sharers(server, offloading, E), None
     if rule != "interference":
         raise ValueError(f"uplink_share: rule={rule!r} is invalid: allowed one of equal, interference")
     own = jnp.where(offloading, p_tx * jnp.take_along_axis(g, server[:, None], axis=1)[:, 0], 0.0)
-    received = jnp.zeros(E).at[server].add(own)  # [E] W arriving at each server
-    # the others' power: the server's total less the user's own (clipped: float32 rounding never goes below 0)
-    return None, si.noise_power + jnp.maximum(received[server] - own, 0.0)
+    # the others' power: the server's received total less the user's own (clipped: float32 rounding never
+    # goes below 0)
+    return None, si.noise_power + jnp.maximum(server_sum(server, own, E) - own, 0.0)
 
 
-def cpu_sharers(server, on_cpu, num_servers: int):
-    """m_e seen by each user (dynamics-spec section 8): how many users' offloaded parts run on the CPUs of its
-    server, itself included ([U] float, >= 1), so its edge time is d_E x m_e (processor sharing)."""
-    m = jnp.zeros(num_servers).at[server].add(on_cpu.astype(float))
-    return jnp.maximum(m[server], 1.0)
+def sharers(server, members, num_servers: int):
+    """How many `members` ([U] bool) are at each user's server, itself included ([U] float, >= 1): n_e of
+    the uplink's equal shares, or m_e of processor sharing, whose edge time is then d_E x m_e
+    (dynamics-spec section 8)."""
+    return jnp.maximum(server_sum(server, members.astype(float), num_servers), 1.0)
+
+
+# Up to this many user-server pairs a per-server sum is a masked [U, E] reduction (no scatter: several times
+# faster under nested vmaps on a CPU, e.g. the joint planners'); above, a scatter-add over the servers.
+_ONE_HOT_MAX_PAIRS = 4096
+
+
+def server_sum(server, x, num_servers: int):
+    """For each user, the sum of `x` ([U]) over the users at its server, itself included ([U])."""
+    if server.shape[0] * num_servers <= _ONE_HOT_MAX_PAIRS:
+        at = (server[:, None] == jnp.arange(num_servers)[None, :]).astype(x.dtype)  # [U, E] one-hot
+        return at @ (x @ at)  # x summed per server, then read back at each user's server
+    return jnp.zeros(num_servers, x.dtype).at[server].add(x)[server]
 
 
 def arrival_priority(rule: str, key, num_users: int):
@@ -535,9 +553,9 @@ class ModeTable:
     e_cpu: jnp.ndarray  # [U, E] J, Eq. 5
     d_qpu: jnp.ndarray  # [U, E] s on e's QPU, Eq. 7
     e_qpu: jnp.ndarray  # [U, E] J, Eq. 8
-    bits: jnp.ndarray  # [U] bits to upload, 8 s (the interference option recomputes the rate)
+    bits: jnp.ndarray  # [U] bits to upload, 8 s (Eq. 2)
     p_tx: jnp.ndarray  # [U] W
-    rx_power: jnp.ndarray  # [U, E] W, p_tx g: what a transmitter puts into e's receiver
+    g: jnp.ndarray  # [U, E] channel gains
 
 
 @struct.dataclass
@@ -569,7 +587,7 @@ def mode_table(config: SystemConfig, scenario: Scenario, tasks: Tasks,
     full = lambda x: jnp.broadcast_to(x, (U, E))  # noqa: E731
     return ModeTable(lam_d=scenario.lam_d, lam_e=scenario.lam_e, feasible=feasible, has_task=has_task, d_local=d_l,
                      e_local=e_l, d_tx=full(d_o), d_cpu=full(d_e), e_cpu=full(e_e), d_qpu=full(d_q), e_qpu=full(e_q),
-                     bits=8.0 * tasks.s, p_tx=scenario.p_tx, rx_power=col(scenario.p_tx) * tasks.g)
+                     bits=8.0 * tasks.s, p_tx=scenario.p_tx, g=tasks.g)
 
 
 def price_modes(config: SystemConfig, table: ModeTable, mode, uplink: str | None = "equal") -> ModeOutcome:
@@ -578,16 +596,16 @@ def price_modes(config: SystemConfig, table: ModeTable, mode, uplink: str | None
     Realization: an offloader whose task is feasible at its server requests that QPU (spec 8); each
     server grants a user in QPU mode (the lowest index if several), else its lowest-index requester
     (`arbitrate` with `preferred`), the rest run on the CPUs. Sharing (dynamics-spec section 8), with
-    n_e offloaders and m_e CPU users at e: `equal` multiplies the upload time by n_e (B / n_e each),
-    `interference` recomputes the rate with the co-server received power as noise (`uplink_share`);
-    processor sharing multiplies the CPU time by m_e; None: no sharing (the paper's link and CPUs).
+    n_e offloaders and m_e CPU users at e: the uplink as `uplink_share` (B / n_e each, or the co-server
+    received power as noise) and processor sharing, the CPU time x m_e (`sharers`); None: no sharing
+    (the paper's link and CPUs).
     Best split, per user, given the joint mode (the counts do not depend on how much each sends):
     the cost is linear in phi on [0, 1) under `sum` (so phi = 0) and convex piecewise linear under
     `parallel` (phi = 0 or the kink D_off / (D_local + D_off)); a QPU holder may also hold at
     phi -> 1 (`HOLD_PHI`, the local cost), which frees nothing but keeps the QPU from a CPU user.
     Users without a task cost 0 and act locally."""
     si = config.si
-    U, E = table.d_tx.shape
+    U, E = table.g.shape
     mode = jnp.asarray(mode, jnp.int32)
     offload = (mode > 0) & table.has_task
     server = jnp.where(mode > 0, (mode - 1) % E, 0).astype(jnp.int32)
@@ -595,18 +613,16 @@ def price_modes(config: SystemConfig, table: ModeTable, mode, uplink: str | None
     pick = lambda x: jnp.sum(jnp.where(at_server, x, 0.0), axis=1)  # noqa: E731  x[u, server[u]] without a gather
     requested = offload & jnp.any(at_server & table.feasible, axis=1)
     quantum = arbitrate("cheapest", server, requested, jnp.zeros(U), None, E, preferred=mode > E)
-    d_tx = pick(table.d_tx)
-    if uplink == "equal":
-        d_tx = d_tx * jnp.maximum(pick(jnp.sum(at_server & offload[:, None], axis=0)[None, :]), 1.0)
-    elif uplink == "interference":
-        own = jnp.where(offload, pick(table.rx_power), 0.0)
-        received = jnp.sum(jnp.where(at_server & offload[:, None], table.rx_power, 0.0), axis=0)  # [E]
-        noise = si.noise_power + jnp.maximum(pick(received[None, :]) - own, 0.0)
-        d_tx = table.bits / (si.bandwidth * jnp.log1p(pick(table.rx_power) / noise) / math.log(2.0))
+    bandwidth = noise = None
+    if uplink is not None:
+        bandwidth, noise = uplink_share(uplink, si, server, offload, table.p_tx, table.g)
+    if noise is None:  # the plain noise: Eq. 2's upload time scales with 1 / bandwidth (no log per joint mode)
+        d_tx = pick(table.d_tx) * (1.0 if bandwidth is None else si.bandwidth / bandwidth)
+    else:
+        d_tx = table.bits / uplink_rate(si, table.p_tx, pick(table.g), bandwidth, noise)  # Eq. 2 at phi = 0
     d_cpu = pick(table.d_cpu)
     if uplink is not None:
-        on_cpu = offload & ~quantum
-        d_cpu = d_cpu * jnp.maximum(pick(jnp.sum(at_server & on_cpu[:, None], axis=0)[None, :]), 1.0)
+        d_cpu = d_cpu * sharers(server, offload & ~quantum, E)
     d_off = d_tx + jnp.where(quantum, pick(table.d_qpu), d_cpu)  # phi = 0
     e_off = table.p_tx * d_tx + jnp.where(quantum, pick(table.e_qpu), pick(table.e_cpu))
 

@@ -122,17 +122,15 @@ MAX_DP_USERS = 14
 
 @functools.lru_cache(maxsize=8)
 def _submask_pairs(num_users: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every (set T, subset S of T) of `num_users` users as bitmasks, sorted by T: two [3^U] int32 arrays."""
-    sets, subs = [], []
-    for t in range(1 << num_users):
-        s = t
-        while True:  # the submasks of t, from t down to 0
-            sets.append(t)
-            subs.append(s)
-            if s == 0:
-                break
-            s = (s - 1) & t
-    return np.asarray(sets, np.int32), np.asarray(subs, np.int32)
+    """Every (set T, subset S of T) of `num_users` users as bitmasks, sorted by T: two [3^U] int32 arrays.
+    Each user is outside T, in T but not S, or in S (a base-3 digit), so the pairs are the 3^U digit
+    strings, built without a Python loop over them."""
+    digits = np.indices((3,) * num_users, dtype=np.int32).reshape(num_users, -1)  # [U, 3^U]
+    bits = (1 << np.arange(num_users, dtype=np.int32))[:, None]
+    sets = np.sum(np.where(digits >= 1, bits, 0), axis=0).astype(np.int32)
+    subs = np.sum(np.where(digits == 2, bits, 0), axis=0).astype(np.int32)
+    order = np.argsort(sets, kind="stable")
+    return sets[order], subs[order]
 
 
 def check_dp_size(num_users: int) -> None:
@@ -214,7 +212,7 @@ def greedy_modes(config: SystemConfig, table, uplink) -> jnp.ndarray:
     """The sequential greedy over joint modes: users in index order, each taking the mode that minimizes
     the total cost with the users not yet placed kept local (they then add no contention and a constant
     cost, so this is the system cost of the users placed so far). Ties keep the lowest mode (local)."""
-    U, E = table.d_tx.shape
+    U, E = table.g.shape
     k = num_modes(E)
 
     def place(mode, u):
@@ -257,7 +255,7 @@ def best_response(config: SystemConfig, env_state, max_rounds: int = BEST_RESPON
     cond = dynamics.conditions(env_state.carry, config, env_state.scenario, env_state.tasks)
     table = mode_table(config, env_state.scenario, env_state.tasks, cond)
     uplink = _uplink(config)
-    U, E = table.d_tx.shape
+    U, E = table.g.shape
     k = num_modes(E)
     mode0 = greedy_modes(config, table, uplink) if init is None else jnp.asarray(init, jnp.int32)
 
