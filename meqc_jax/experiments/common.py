@@ -74,7 +74,7 @@ class ReproduceConfig:
     scenario: str = DEFAULT_SCENARIO  # the registered scenario every part starts from (meqc_jax.scenarios)
     # --- the dynamics parts (experiments/sustainable.py: queues, battery, drift, sustainable) ---
     dyn_size: int = 10  # U = E of the trained learner and the episode comparison (dynamics-spec: 10)
-    dyn_epochs: int = 200  # PPO epochs (each one episode of dyn_slots slots x dyn_envs environments)
+    dyn_epochs: int = 400  # PPO epochs (each one episode of dyn_slots slots x dyn_envs environments)
     dyn_envs: int = 32
     dyn_slots: int = 500  # the episode length (dynamics-spec: T = 500)
     dyn_eval_envs: int = 64  # instances x one whole episode, per policy, on its own trajectory
