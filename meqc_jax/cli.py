@@ -169,7 +169,8 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="one actor-critic shared by every device, with an agent id (MAPPO with --reward shared)")
     tr.add_argument("--actor-order", choices=list(ACTOR_ORDERS), default=None,
                     help="'simultaneous' (the paper) or 'sequential': devices act in index order, each seeing how "
-                         "many earlier ones offload to each server (contention, dynamics-spec 8)")
+                         "many earlier ones offload to each server (contention, dynamics-spec 8; default: the "
+                         "hparams', sequential under lookahead)")
     tr.add_argument("--actor-inputs", choices=list(ACTOR_INPUTS), default=None,
                     help="'own' (each device's observation, the paper) or 'global' (every device's as well)")
     tr.add_argument("--slots-per-epoch", type=_positive_int("--slots-per-epoch", 10**6), default=500)

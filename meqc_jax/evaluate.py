@@ -228,6 +228,18 @@ def _summarize(per_slot: dict[str, np.ndarray]) -> dict[str, float]:
     return out
 
 
+def paired_comparison(per_slot: dict[str, dict[str, np.ndarray]], a: str, b: str) -> dict[str, float]:
+    """Policy `a` against `b` on the same slots (common random numbers): `excess`, the mean per-instance
+    difference over `b`'s mean cost; `ratio`, the two mean costs' quotient; `ci95`, the half-width of the
+    95 % interval of the excess, taken over the per-instance differences (the instances are independent;
+    the slots of one instance share its scenario, as in `_summarize`). NaN with a single instance."""
+    pa = np.asarray(per_slot[a]["cost"], np.float64).mean(axis=0)  # [N] per-instance means
+    pb = np.asarray(per_slot[b]["cost"], np.float64).mean(axis=0)
+    d = (pa - pb) / pb.mean()
+    half = 1.96 * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
+    return {"excess": float(d.mean()), "ratio": float(pa.mean() / pb.mean()), "ci95": float(half)}
+
+
 def evaluate(
     config: SystemConfig,
     policies: Sequence[str | Policy],

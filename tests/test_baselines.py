@@ -13,7 +13,7 @@ from meqc_jax import MEQCEnv, SystemConfig, option_costs, slot_cost
 from meqc_jax.baselines import POLICY_NAMES, greedy_action, make_policy, parse_policy_names
 from meqc_jax.cost import HOLD_PHI, option_table
 from meqc_jax.env import EnvState
-from meqc_jax.evaluate import evaluate
+from meqc_jax.evaluate import evaluate, paired_comparison
 from meqc_jax.oracle import decisions_to_action, solve_slot
 
 U, E = 5, 3
@@ -212,3 +212,18 @@ def test_swept_evaluation_equals_evaluating_each_configuration():
         p = MEQCEnv.stack_params([env.default_params()] * 3)
         evaluate(base, [tr.sweep_policy(jax.tree.map(lambda a: a[None], tr.init_params(jax.random.key(0))))],
                  num_envs=2, num_slots=2, env_params=p)
+
+
+def test_paired_comparison_takes_its_interval_over_instances_not_slots():
+    # two instances x three slots; b costs 10 and 20 per slot, a 10 % and 30 % more: per-instance
+    # differences 1 and 6 over b's mean 15, so the excess is 3.5 / 15 and the interval spans 5 / 15
+    b = np.array([[10.0, 20.0]] * 3)
+    a = b * np.array([1.1, 1.3])
+    c = paired_comparison({"a": {"cost": a}, "b": {"cost": b}}, "a", "b")
+    assert c["excess"] == pytest.approx(3.5 / 15)
+    assert c["ratio"] == pytest.approx((11 + 26) / 30)
+    assert c["ci95"] == pytest.approx(1.96 * np.std([1 / 15, 6 / 15], ddof=1) / np.sqrt(2))
+    same = paired_comparison({"a": {"cost": b}, "b": {"cost": b}}, "a", "b")
+    assert same == {"excess": 0.0, "ratio": 1.0, "ci95": 0.0}
+    one = paired_comparison({"a": {"cost": a[:, :1]}, "b": {"cost": b[:, :1]}}, "a", "b")
+    assert one["excess"] == pytest.approx(0.1) and np.isnan(one["ci95"])  # one instance: no interval

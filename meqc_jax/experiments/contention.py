@@ -26,7 +26,7 @@ import numpy as np
 
 from meqc_jax import joint
 from meqc_jax.env import MEQCEnv
-from meqc_jax.evaluate import evaluate
+from meqc_jax.evaluate import evaluate, paired_comparison
 from meqc_jax.experiments import common
 from meqc_jax.experiments.common import ReproduceConfig
 from meqc_jax.io import atomic_write_csv
@@ -56,13 +56,9 @@ def _train(rc: ReproduceConfig, system, name: str, ckpt: str, progress: bool):
 
 
 def _paired_ratio(per_slot: dict, a: str, b: str) -> dict:
-    """Mean cost of `a` over that of `b` on the same slots, with a 95 % interval from the per-instance
-    differences (the instances are independent; slots within an instance share its scenario)."""
-    pa = np.asarray(per_slot[a]["cost"], np.float64).mean(axis=0)
-    pb = np.asarray(per_slot[b]["cost"], np.float64).mean(axis=0)
-    d = (pa - pb) / pb.mean()
-    half = 1.96 * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
-    return {"ratio": float(pa.mean() / pb.mean()), "ci95": float(half)}
+    """Mean cost of `a` over that of `b` on the same slots, with the 95 % interval of the paired excess."""
+    c = paired_comparison(per_slot, a, b)
+    return {"ratio": c["ratio"], "ci95": c["ci95"]}
 
 
 def _best_response_stats(rc: ReproduceConfig, system) -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 from meqc_jax import clairvoyant
 from meqc_jax.baselines import lyapunov_policy, make_policy
 from meqc_jax.env import MEQCEnv
-from meqc_jax.evaluate import evaluate
+from meqc_jax.evaluate import evaluate, paired_comparison
 from meqc_jax.experiments import common
 from meqc_jax.experiments.common import ReproduceConfig
 from meqc_jax.io import atomic_write_csv
@@ -116,12 +116,9 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
     online = [n for n in names if n != "greedy"]
     best_online = min(online, key=lambda n: S[n]["mean_cost"])
     # paired comparisons over the instances (common random numbers): relative excess of a over b, with its 95 % CI
-    per_instance = {n: np.asarray(res.per_slot[n]["cost"], np.float64).mean(axis=0) for n in names}  # [N]
-
     def paired(a, b):
-        d = (per_instance[a] - per_instance[b]) / per_instance[b].mean()
-        half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-        return {"excess": float(d.mean()), "ci95": float(half)}
+        c = paired_comparison(res.per_slot, a, b)
+        return {"excess": c["excess"], "ci95": c["ci95"]}
 
     comparisons = {"greedy_vs_best_online": paired("greedy", best_online), "ppo_vs_greedy": paired("ppo", "greedy"),
                    "ppo_vs_best_lyapunov": paired("ppo", best_lyap), "greedy_vs_best_lyapunov": paired("greedy", best_lyap)}

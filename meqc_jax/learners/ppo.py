@@ -54,7 +54,7 @@ HPARAM_SETS = ("project", "paper", "lookahead")
 # discount, returns normalized by (1 - gamma), own cost plus half the others' (a queue is a commons), one
 # network for all devices, 32 environments, the step size annealed to 0, and devices acting in index order
 # (each sees where the earlier devices of its slot offload, as the FIFO queues and greedy's solver do: without
-# it PPO tied greedy in MEQC-Queues-v0, with it 7 % below)
+# it PPO tied greedy in MEQC-Queues-v0; with it 7 % below in 200 epochs, 13 % in 400; benchmarks/tune_lookahead.py)
 LOOKAHEAD = dict(gamma=0.95, reward="mixed", reward_others=0.5, shared_params=True, hidden=(64, 64), lr=1e-3,
                  update_epochs=4, anneal_lr=True, normalize_returns=True, num_envs=32, actor_order="sequential")
 
