@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from meqc_jax import dynamics, physics
+from meqc_jax import dynamics, physics, prng
 from meqc_jax.config import SystemConfig
 from meqc_jax.cost import CostBreakdown, slot_cost
 from meqc_jax.dynamics import ObsSpec
@@ -268,10 +268,10 @@ class MEQCEnv:
         `params` (default: none) override parts of every scenario this instance draws."""
         params = self.default_params() if params is None else params
         if self.memoryless:  # the paper's key use, unchanged
-            k_scen, k_tasks = jax.random.split(key)
+            k_scen, k_tasks = prng.split(key)
             k_carry = None
         else:
-            k_scen, k_tasks, k_carry = jax.random.split(key, 3)
+            k_scen, k_tasks, k_carry = prng.split(key, 3)
         scenario = params.apply(sample_scenario(k_scen, self.config))
         carry = {} if k_carry is None else dynamics.init(k_carry, self.config, scenario)
         state = EnvState(scenario=scenario, tasks=self._draw_tasks(k_tasks, scenario, carry), t=jnp.int32(0),
@@ -296,15 +296,15 @@ class MEQCEnv:
         reduced over the batch) instead of in every slot; the numbers are identical either way.
         """
         if self.memoryless:
-            k_arb, k_tasks, k_scen = jax.random.split(key, 3)
+            k_arb, k_tasks, k_scen = prng.split(key, 3)
             k_dyn = None
         else:
-            k_arb, k_tasks, k_scen, k_dyn = jax.random.split(key, 4)
+            k_arb, k_tasks, k_scen, k_dyn = prng.split(key, 4)
         breakdown = self._price(k_arb, state, action)
         done = state.t + 1 >= self.config.slots_per_episode
         carried = state.carry
         if k_dyn is not None:
-            k_update, k_init = jax.random.split(k_dyn)
+            k_update, k_init = prng.split(k_dyn)
             carried = dynamics.update(state.carry, breakdown, k_update, self.config, state.scenario, state.tasks)
 
         def next_episode(_):
@@ -351,7 +351,7 @@ class MEQCEnv:
         """The slot cost (Eq. 12, with its parts) of `action` on the current slot exactly as
         `step(key, state, action)` prices it (same key use), without moving on: lets several
         policies be priced on one slot."""
-        return self._price(jax.random.split(key, 3 if self.memoryless else 4)[0], state, action)
+        return self._price(prng.split(key, 3 if self.memoryless else 4)[0], state, action)
 
     def conditions(self, state: EnvState):
         """What the state's carry imposes on pricing its slot (`cost.SlotConditions`; None without dynamics)."""
@@ -448,7 +448,7 @@ def local_cost_scale(config: SystemConfig, samples: int = 256, seed: int = 12345
 
     @jax.jit
     def local_cost(key):
-        k_reset, k_price = jax.random.split(key)
+        k_reset, k_price = prng.split(key)
         _, states = jax.vmap(env.reset)(jax.random.split(k_reset, samples))
         # phi = 1 never requests a QPU, so the arbitration draw does not matter
         b = jax.vmap(lambda st, k: env.price(k, st, keep_local))(states, jax.random.split(k_price, samples))

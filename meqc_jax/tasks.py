@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from meqc_jax import prng
 from meqc_jax.config import SystemConfig
 from meqc_jax.units import MAX_LOGICAL_QUBITS
 
@@ -73,7 +74,7 @@ def _randint(key, shape, lo: int, hi: int):
     narrow ranges (all of the spec's) take one word per value instead of randint's two."""
     n = hi - lo + 1
     if n <= _MOD_RANGE_LIMIT:
-        bits = jax.random.bits(key, shape, dtype=jnp.uint32)
+        bits = prng.bits(key, shape)
         return lo + (bits % jnp.uint32(n)).astype(jnp.int32)
     return jax.random.randint(key, shape, lo, hi + 1, dtype=jnp.int32)
 
@@ -87,11 +88,11 @@ def sample_scenario(key, config: SystemConfig) -> Scenario:
     """Draw one episode's devices, servers and weights (spec section 2)."""
     si = config.si
     U, E = config.num_users, config.num_servers
-    kf, kp, ke, kq, kk = jax.random.split(key, 5)
+    kf, kp, ke, kq, kk = prng.split(key, 5)
     ld, le = config.weights
     return Scenario(
         f_local=_choice(kf, si.f_local_choices, (U,)).astype(float),
-        p_tx=jax.random.uniform(kp, (U,), minval=si.p_tx_range[0], maxval=si.p_tx_range[1]),
+        p_tx=prng.uniform(kp, (U,), si.p_tx_range[0], si.p_tx_range[1]),
         f_edge=_choice(ke, si.f_edge_choices, (E,)).astype(float),
         phys_qubits=_randint(kq, (E,), *si.phys_qubits_range),
         k=_choice(kk, si.k_choices, (E,)).astype(jnp.int32),
@@ -105,14 +106,14 @@ def sample_tasks(key, config: SystemConfig, scenario: Scenario) -> Tasks:
     """Draw one slot's tasks, channel gains and QPU lifetimes (spec section 3)."""
     si = config.si
     U, E = config.num_users, config.num_servers
-    kf, kj, kp, kg, kt = jax.random.split(key, 5)
+    kf, kj, kp, kg, kt = prng.split(key, 5)
     frames = _randint(kf, (U,), *si.frames_range)
     j = _randint(kj, (U,), *si.cycles_exponent_range)
     prims = _randint(kp, (U,), *si.prims_range)
     q, depth = compile_ray_tracing(prims, si.c_b)
     if si.t1_jitter_sigma > 0.0:
         # "dynamically changing quantum noise": log-normal jitter of each QPU's lifetime per slot.
-        t1_slot = scenario.t1 * jnp.exp(si.t1_jitter_sigma * jax.random.normal(kt, (E,)))
+        t1_slot = scenario.t1 * jnp.exp(si.t1_jitter_sigma * prng.normal(kt, (E,)))
     else:
         t1_slot = scenario.t1
     return Tasks(
@@ -121,6 +122,6 @@ def sample_tasks(key, config: SystemConfig, scenario: Scenario) -> Tasks:
         q=q,
         depth=depth,
         # drawn flat then reshaped: XLA's vmapped threefry is ~4x faster on a 1-D shape on CPU
-        g=jax.random.uniform(kg, (U * E,), minval=si.gain_range[0], maxval=si.gain_range[1]).reshape(U, E),
+        g=prng.uniform(kg, (U * E,), si.gain_range[0], si.gain_range[1]).reshape(U, E),
         t1_slot=t1_slot,
     )
