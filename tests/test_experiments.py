@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from meqc_jax.experiments import DEFAULT_PARTS, DYNAMICS_PARTS, PARTS, ReproduceConfig, epochs_to_converge, reproduce
+from meqc_jax.experiments import (DEFAULT_PARTS, DYNAMICS_PARTS, PARTS, ReproduceConfig, clear_checkpoints,
+                                  epochs_to_converge, reproduce)
 
 FILES = ["fig4_training_u3.png", "fig4_training_u3.csv", "fig5_training_u3.png", "fig6_training_u3.csv",
          "fig7_edge_cpu.png", "fig7_edge_cpu.csv", "fig8_qubits.png", "fig8_qubits.csv", "fig9_qubit_quality.png",
@@ -55,6 +56,17 @@ def test_rerun_skips_finished_parts_and_force_redoes_them(tiny_run):
     assert data["wall_s"] > 0 and "device" in data
     # the fixture ran fig10 in a worker process, the redo here in this one: the same numbers
     assert data["models"] == results["fig10"]["models"]
+
+
+def test_force_removes_only_the_parts_own_checkpoints(tmp_path):
+    """A forced part starts from scratch: its finished checkpoints would otherwise hand back the trained state."""
+    root = tmp_path / "checkpoints"
+    for d in ("fig4-mlp", "fig4-vqc", "fig7", "fig10", "fig40-x", "queues-ppo"):
+        (root / d / "epoch_000005").mkdir(parents=True)
+    gone = clear_checkpoints(str(tmp_path), "fig4")
+    assert sorted(os.path.basename(g) for g in gone) == ["fig4-mlp", "fig4-vqc"]
+    assert sorted(os.listdir(root)) == ["fig10", "fig40-x", "fig7", "queues-ppo"]
+    assert clear_checkpoints(str(tmp_path / "nowhere"), "fig4") == []
 
 
 def test_the_dynamics_part_compares_every_policy_with_the_clairvoyant_bound(tiny_run):

@@ -45,6 +45,18 @@ def run_part(part: str, rc: ReproduceConfig, out: str, progress: bool = False) -
     return data
 
 
+def clear_checkpoints(out: str, part: str) -> list[str]:
+    """Remove the part's training checkpoints (`checkpoints/<part>` and `checkpoints/<part>-*`); returns them."""
+    import shutil
+
+    root = os.path.join(out, "checkpoints")
+    gone = [os.path.join(root, d) for d in (sorted(os.listdir(root)) if os.path.isdir(root) else [])
+            if d == part or d.startswith(part + "-")]
+    for d in gone:
+        shutil.rmtree(d)
+    return gone
+
+
 def _start_worker(cache_dir: str | None) -> None:
     """A worker process: the parent's persistent compilation cache (if any), nothing else to set."""
     if cache_dir:
@@ -67,6 +79,8 @@ def default_workers() -> int:
 def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_PARTS, progress: bool = False,
               log=print, workers: int = 1) -> dict:
     """Run (or skip, when already done) each part, then write `report.md`. Returns {part: data}.
+    A part interrupted before its JSON was written resumes from its checkpoints; `force` redoes the
+    named parts from scratch (their checkpoints removed first).
 
     `workers` > 1 runs the parts in that many fresh processes (spawned, longest part first); every
     part's numbers are those of a run in this process (each part seeds itself from `rc`); workers draw
@@ -90,6 +104,8 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_
             results[part] = json.load(open(path))
             log(f"{part}: done already ({path}); skipped (force to redo)")
             continue
+        if force:  # redo means from scratch: a finished part's checkpoints would hand back its trained state
+            clear_checkpoints(out, part)
         todo.append(part)
 
     def done(part, data):
@@ -127,5 +143,5 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_
     return results
 
 
-__all__ = ["DEFAULT_PARTS", "DYNAMICS_PARTS", "PARTS", "PARTS_BY_NAME", "PART_LIST", "PRESETS", "Part", "ReproduceConfig", "default_workers",
+__all__ = ["DEFAULT_PARTS", "DYNAMICS_PARTS", "PARTS", "PARTS_BY_NAME", "PART_LIST", "PRESETS", "Part", "ReproduceConfig", "clear_checkpoints", "default_workers",
            "device_description", "epochs_to_converge", "make_report", "reproduce", "run_part"]
