@@ -130,3 +130,35 @@ def test_lp_relaxation_first_finds_the_mip_optimum():
         oracle.highspy.Highs.run = run
     # every slot tried the LP; 60 MIPs came from relax_first=False, the rest are fractional LPs falling back
     assert compared == 60 and calls["lp"] == 60 and calls["mip"] > 60
+
+
+def test_block_lp_relaxations_give_every_slots_mip_optimum(monkeypatch):
+    """With relax_first, solve_batch solves the colliding slots' relaxations as block-diagonal LPs
+    (LP_BLOCK slots each) and sends only fractional ones to the MIP: every slot's value equals the
+    MIP-only path's, every assignment is valid, and both the block LP and the fallback are exercised."""
+    from meqc_jax import oracle
+
+    rng = np.random.default_rng(5)
+    cfg = SystemConfig()
+    for U, E in ((2, 2), (5, 2)):  # 2 x 2 relaxations are often fractional
+        tables = [option_table(cfg, *random_instance(rng, U, E, quantum_friendly=True)) for _ in range(20)]
+        args = [np.stack([np.asarray(getattr(t, f), np.float64 if f != "feasible" else bool) for t in tables])
+                for f in ("local", "classical", "quantum", "feasible")]
+        calls = {"lp": 0, "mip": 0}
+        run = oracle.highspy.Highs.run
+
+        def counting_run(h):
+            calls["mip" if h.getLp().integrality_ else "lp"] += 1
+            return run(h)
+
+        monkeypatch.setattr(oracle, "LP_BLOCK", 8)
+        monkeypatch.setattr(oracle.highspy.Highs, "run", counting_run)
+        fast, modes, servers = oracle.solve_batch(*args, relax_first=True)
+        monkeypatch.undo()
+        exact, _, _ = oracle.solve_batch(*args)
+        np.testing.assert_allclose(fast, exact, rtol=1e-9, atol=1e-9)
+        for b in range(20):
+            assert oracle.check_assignment(modes[b], servers[b], args[3][b])
+        assert 1 <= calls["lp"] <= 3  # at most ceil(20 / 8) block LPs, not one per slot
+        if (U, E) == (2, 2):
+            assert calls["mip"] >= 1  # a fractional relaxation fell back to its MIP

@@ -69,7 +69,7 @@ class ReproduceConfig:
     map_lam_d: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)  # Fig. 10 (lam_e = 1 - lam_d)
     map_envs: int = 50
     map_slots: int = 20
-    fast_compile: bool = False  # evaluations compiled without LLVM optimizations: ~3x faster compiles, slower runs
+    fast_compile: bool = False  # evaluations without LLVM optimizations (~3x faster compiles), trainings at its level 1
     quick_mode: bool = False
     scenario: str = DEFAULT_SCENARIO  # the registered scenario every part starts from (meqc_jax.scenarios)
     # --- the dynamics parts (experiments/sustainable.py: queues, battery, drift, sustainable) ---
@@ -187,12 +187,20 @@ def system(rc: ReproduceConfig, size: int = 10, slots: int | None = None, **kw) 
 
 
 def compiler_options(rc: ReproduceConfig):
-    """XLA options of the evaluation programs. Training programs are always optimized: they run
-    for thousands of slots, where unoptimized code costs more than the compile it saves (measured:
-    a quick-mode U = E = 10 training ran 2.5x longer, 6.7 s vs 2.7 s, for a compile ~1.4x faster)."""
+    """XLA options of the evaluation programs (they run a few slots: `FAST_COMPILE` with `rc.fast_compile`)."""
     from meqc_jax.sharding import FAST_COMPILE
 
     return FAST_COMPILE if rc.fast_compile else None
+
+
+def train_compiler_options(rc: ReproduceConfig):
+    """XLA options of the training programs with `rc.fast_compile`: LLVM's lighter level (`LIGHT_COMPILE`),
+    not none at all: they run for thousands of slots, where unoptimized code costs more than the compile it
+    saves (measured: a quick-mode U = E = 10 training ran 2.5x longer, 6.7 s vs 2.7 s, for a compile ~1.4x
+    faster); level 1 compiles ~1.4x faster and runs ~3 % slower."""
+    from meqc_jax.sharding import LIGHT_COMPILE
+
+    return LIGHT_COMPILE if rc.fast_compile else None
 
 
 def train(system_config: SystemConfig, torso: str, rc: ReproduceConfig, configs: list[SystemConfig], ckpt: str,
@@ -208,7 +216,7 @@ def train(system_config: SystemConfig, torso: str, rc: ReproduceConfig, configs:
         epochs = rc.epochs_vqc if torso == "vqc" else rc.epochs_mlp
     ppo = PPOConfig(torso=torso, epochs=epochs, num_envs=rc.envs, num_minibatches=rc.minibatches,
                     update_epochs=rc.update_epochs, lr=rc.lr, hidden=rc.hidden, shared_params=rc.shared_params)
-    learner = make_learner("ppo", system_config, ppo)
+    learner = make_learner("ppo", system_config, ppo, compiler_options=train_compiler_options(rc))
     env = learner.env
     runs = [(i, s) for i in range(len(configs)) for s in range(rc.seed, rc.seed + rc.seeds)]
     params = MEQCEnv.stack_params([env.params_for(configs[i]) for i, _ in runs])
