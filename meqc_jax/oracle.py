@@ -60,29 +60,47 @@ def assignment_value(local, classical, quantum, mode, server) -> float:
                                   [classical[users, server], quantum[users, server]], local)))
 
 
-def _slot_lp(local, classical, quantum, feasible):
-    """One slot's MIP of the module docstring as arrays (no Python loop over users or servers):
-    (cost [2n], upper [2n], rows, cols, vals, row_upper) with x_c at u*E + e and x_q at n + u*E + e."""
-    U, E = classical.shape
+def valid_batch(mode, server, feasible):
+    """`check_assignment` over a batch: mode, server [B, U], feasible [B, U, E] -> bool [B]."""
+    E = feasible.shape[-1]
+    at = server[..., None] == np.arange(E)  # [B, U, E]
+    holders = np.sum(at & (mode == QUANTUM)[..., None], axis=-2)  # [B, E] QPU tasks per server
+    needs_holder = (mode == CLASSICAL) & np.take_along_axis(feasible, server[..., None], -1)[..., 0]
+    unheld = np.take_along_axis(holders, server, -1) == 0
+    return ~(np.any(holders > 1, axis=-1) | np.any(needs_holder & unheld, axis=-1))
+
+
+def _lp_arrays(local, classical, quantum, feasible):
+    """The MIPs of the module docstring for B slots (local [B, U], the rest [B, U, E]) as one
+    block-diagonal program, slot after slot, without Python loops: (cost [2nB], upper [2nB], rows,
+    cols, vals, row_upper). In slot b, x_c[u, e] is column 2nb + uE + e and x_q[u, e] column 2nb + n +
+    uE + e; its rows are U users, E servers, then one per (u, e) whose classical option needs a holder."""
+    B, U, E = classical.shape
     n = U * E
-    d_c = (classical - local[:, None]).ravel()
-    d_q = (quantum - local[:, None]).ravel()
-    scale = np.maximum(np.abs(local), 1.0).repeat(E)
+    d_c = (classical - local[..., None]).reshape(B, n)
+    d_q = (quantum - local[..., None]).reshape(B, n)
+    scale = np.maximum(np.abs(local), 1.0).repeat(E, axis=-1)
     # A QPU held at phi -> 1 (quantum == local) is replayed a hair above the local cost; a tiny
     # tie-breaker keeps the solver from picking such holders when nobody needs them.
     hold = np.isclose(d_q, 0.0, rtol=0.0, atol=1e-12 * scale)
-    cost = np.concatenate([d_c, d_q + hold * 1e-9 * scale])
-    upper = np.concatenate([(d_c < 0).astype(float), feasible.ravel().astype(float)])
+    cost = np.concatenate([d_c, d_q + hold * 1e-9 * scale], axis=-1).ravel()
+    upper = np.concatenate([(d_c < 0).astype(float), feasible.reshape(B, n).astype(float)], axis=-1).ravel()
+    hb, hu, he = np.nonzero(feasible & (d_c.reshape(B, U, E) < 0))  # classical at e needs a holder
+    k = np.bincount(hb, minlength=B)
+    row0 = np.concatenate([[0], np.cumsum(U + E + k)])[:-1]  # each slot's first row
+    col0 = 2 * n * np.arange(B)
     at = np.arange(n).reshape(U, E)
-    holder_u, holder_e = np.nonzero(feasible & (d_c.reshape(U, E) < 0))
-    k = len(holder_u)
-    rows = np.concatenate([np.repeat(np.arange(U), 2 * E),  # one option per user
-                           np.repeat(U + np.arange(E), U),  # one QPU task per server
-                           np.repeat(U + E + np.arange(k), U + 1)])  # classical at e needs a holder
-    cols = np.concatenate([np.concatenate([at, n + at], axis=1).ravel(), (n + at.T).ravel(),
-                           np.concatenate([at[holder_u, holder_e][:, None], n + at[:, holder_e].T], axis=1).ravel()])
-    vals = np.concatenate([np.ones(2 * n + n), np.tile(np.r_[1.0, -np.ones(U)], k)])
-    row_upper = np.concatenate([np.ones(U + E), np.zeros(k)])
+    fixed_rows = np.concatenate([np.repeat(np.arange(U), 2 * E),  # one option per user
+                                 np.repeat(U + np.arange(E), U)])  # one QPU task per server
+    fixed_cols = np.concatenate([np.concatenate([at, n + at], axis=1).ravel(), (n + at.T).ravel()])
+    j = np.arange(len(hb)) - np.concatenate([[0], np.cumsum(k)])[hb]  # the holder row's index in its slot
+    rows = np.concatenate([(row0[:, None] + fixed_rows).ravel(),
+                           np.repeat(row0[hb] + U + E + j, U + 1)])
+    cols = np.concatenate([(col0[:, None] + fixed_cols).ravel(),
+                           (col0[hb, None] + np.concatenate([(hu * E + he)[:, None], n + at[:, he].T], axis=1)).ravel()])
+    vals = np.concatenate([np.ones(B * 3 * n), np.tile(np.r_[1.0, -np.ones(U)], len(hb))])
+    row_upper = np.ones(B * (U + E) + len(hb))
+    row_upper[row0[hb] + U + E + j] = 0.0  # x_c[u, e] - sum_v x_q[v, e] <= 0
     return cost, upper, rows, cols, vals, row_upper
 
 
@@ -124,7 +142,7 @@ def solve_mip(local, classical, quantum, feasible, relax_first: bool = False):
     h.setOptionValue("mip_rel_gap", 1e-9)
     h.setOptionValue("mip_abs_gap", 0.0)
     h.setOptionValue("threads", 1)
-    lp = _highs_lp(*_slot_lp(local, classical, quantum, feasible))
+    lp = _highs_lp(*_lp_arrays(local[None], classical[None], quantum[None], feasible[None]))
     # The LP relaxation first: its optimum is a lower bound on the MIP's, so when it is integral (measured:
     # 158 of 160 colliding slots at t1 = 1 s) it is the MIP's optimum, found in a third of the time.
     for integer in ((False, True) if relax_first else (True,)):
@@ -148,25 +166,20 @@ def solve_lp_block(local, classical, quantum, feasible):
     Returns (mode [B, U], server [B, U], solved [B]); slots not solved need the MIP (`solve_mip`)."""
     B, U, E = classical.shape
     n = U * E
-    parts = [_slot_lp(local[b], classical[b], quantum[b], feasible[b]) for b in range(B)]
-    row_off = np.cumsum([0] + [len(p[5]) for p in parts])
     h = new_highs()
     h.setOptionValue("threads", 1)
-    h.passModel(_highs_lp(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                          np.concatenate([p[2] + row_off[b] for b, p in enumerate(parts)]),
-                          np.concatenate([p[3] + 2 * n * b for b, p in enumerate(parts)]),
-                          np.concatenate([p[4] for p in parts]), np.concatenate([p[5] for p in parts])))
+    h.passModel(_highs_lp(*_lp_arrays(local, classical, quantum, feasible)))
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return np.zeros((B, U), np.int32), np.zeros((B, U), np.int32), np.zeros(B, bool)  # every slot to the MIP
     mode, server, integral = _decode(np.asarray(h.getSolution().col_value).reshape(B, 2 * n), U, E)
-    solved = np.array([integral[b] and check_assignment(mode[b], server[b], feasible[b]) for b in range(B)])
-    return mode, server, solved
+    return mode, server, integral & valid_batch(mode, server, feasible)
 
 
-# Slots per block-diagonal LP (`solve_lp_block`). Measured on the quick run's held-out slots (2-core CPU):
-# U = E = 10, 4096 slots of which 1033 collide: 1.19 s with one LP per slot, 0.41 s in blocks of 32-64 (0.56 s
-# of 1024), 2.52 s MIP only; U = E = 30, 1366 slots: 1.96 s in blocks of 64, 6.72 s MIP only; the same values.
+# Slots per block-diagonal LP (`solve_lp_block`). benchmarks/bench_oracle.py (-> results/oracle_blocks.json, 2-core
+# CPU, the quick run's held-out slots): U = E = 10, 4096 slots of which 1033 collide: MIPs 2.57 s, one LP each
+# 1.08 s, blocks of 32-128 0.31-0.33 s (1024: 0.37 s); U = E = 30, 1366 slots (782): MIPs 5.92 s, one LP each
+# 2.26 s, blocks of 64 1.65 s; every way the same values.
 LP_BLOCK = 64
 
 
@@ -209,11 +222,7 @@ def solve_batch(local, classical, quantum, feasible, relax_first: bool = False):
     pick = np.argmin(options, axis=-1)  # [B, U], as solve_slot picks
     modes = np.where(pick == 0, LOCAL, np.where(pick <= E, CLASSICAL, QUANTUM)).astype(np.int32)
     servers = np.where(pick == 0, 0, (pick - 1) % E).astype(np.int32)
-    at = servers[..., None] == np.arange(E)  # [B, U, E]
-    holders = np.sum(at & (modes == QUANTUM)[..., None], axis=1)  # [B, E] QPU tasks per server
-    needs_holder = (modes == CLASSICAL) & np.take_along_axis(feasible, servers[..., None], -1)[..., 0]
-    unheld = np.take_along_axis(holders, servers, -1) == 0
-    colliding = np.flatnonzero(np.any(holders > 1, axis=-1) | np.any(needs_holder & unheld, axis=-1))
+    colliding = np.flatnonzero(~valid_batch(modes, servers, feasible))
     if relax_first:  # the relaxations of many slots in one LP each block; the MIP only where one is fractional
         for start in range(0, len(colliding), LP_BLOCK):
             idx = colliding[start:start + LP_BLOCK]
@@ -270,5 +279,5 @@ def oracle_act(config: SystemConfig, env_state):
     return decisions_to_action(table, mode, server)
 
 
-__all__ = ["HOLD_PHI", "assignment_value", "check_assignment", "oracle_act", "oracle_cost", "solve_batch", "solve_mip",
-           "solve_slot"]
+__all__ = ["HOLD_PHI", "assignment_value", "check_assignment", "oracle_act", "oracle_cost", "solve_batch", "solve_lp_block",
+           "solve_mip", "solve_slot", "valid_batch"]

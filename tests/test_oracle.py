@@ -162,3 +162,19 @@ def test_block_lp_relaxations_give_every_slots_mip_optimum(monkeypatch):
         assert 1 <= calls["lp"] <= 3  # at most ceil(20 / 8) block LPs, not one per slot
         if (U, E) == (2, 2):
             assert calls["mip"] >= 1  # a fractional relaxation fell back to its MIP
+
+
+def test_batched_validity_equals_check_assignment():
+    """valid_batch (the batched constraint check of solve_batch and the block LPs) agrees with
+    check_assignment on random assignments, valid and not."""
+    from meqc_jax import oracle
+
+    rng = np.random.default_rng(2)
+    B, U, E = 500, 4, 3
+    mode = rng.integers(0, 3, (B, U)).astype(np.int32)
+    server = rng.integers(0, E, (B, U)).astype(np.int32)
+    feasible = rng.random((B, U, E)) < 0.5
+    got = oracle.valid_batch(mode, server, feasible)
+    want = np.array([oracle.check_assignment(mode[b], server[b], feasible[b]) for b in range(B)])
+    np.testing.assert_array_equal(got, want)
+    assert 0 < want.sum() < B  # both kinds occur
