@@ -13,14 +13,17 @@ in one run (medians over repeats):
   * raw   -- the raw floor: as many plain uniform draws per instance as those samplers draw 32-bit
              random words (`raw_draws_per_instance`, counted in their traced program), timed paired
              with the step the same way;
+  * hash  -- the raw floor's words through meqc_jax.prng's written-out threefry (the samplers' own
+             hash, faster than jax.random's on a CPU), timed paired with the step;
   * numpy -- `benchmarks/numpy_env.py`, one instance at a time with a loop over users; it is
              timed on min(N, 64) instances (its cost per user-slot does not depend on N).
 Prints the ratios and writes them as JSON (atomically).
 
     python benchmarks/bench_env.py --draws [--out benchmarks/results/env_draws.json]
 
-The samplers' cost per 32-bit word by draw size, a slot's draws against the raw floor, and a fused,
-bit-identical draw of the same words (a prototype not adopted): `bench_draws`.
+The samplers' cost per 32-bit word by draw size (jax.random's and meqc_jax.prng's), a slot's draws through
+each, a slot's draws (jax.random's) against the raw floor, and a fused, bit-identical draw of the same words
+(a prototype not adopted): `bench_draws`.
 
     python benchmarks/bench_env.py --dynamics [--out benchmarks/results/env_dynamics.json]
 
@@ -227,10 +230,12 @@ def bench_draws(n: int = 8192, size: int = 10) -> dict:
         jax.block_until_ready(f(*args))
         return lambda: jax.block_until_ready(f(*args))
 
-    out = {"num_envs": n, "users": U, "servers": E, "ns_per_word": {}}
-    for m in (1, 5, 10, 20, 50, 100, 200):
+    out = {"num_envs": n, "users": U, "servers": E, "ns_per_word": {}, "prng_ns_per_word": {}}
+    for m in (1, 5, 10, 20, 50, 100, 200):  # jax.random's CPU threefry, then meqc_jax.prng's (the same words)
         t, _ = median_time(timed(lambda k, m=m: jax.random.bits(k, (m,)), keys))
         out["ns_per_word"][str(m)] = t / (n * m) * 1e9
+        t, _ = median_time(timed(lambda k, m=m: prng.bits(k, (m,)), keys))
+        out["prng_ns_per_word"][str(m)] = t / (n * m) * 1e9
 
     def slot_draws(key, scenario):  # what env.step draws in a slot that ends no episode
         k_arb, k_tasks, _ = jax.random.split(key, 3)
@@ -258,8 +263,15 @@ def bench_draws(n: int = 8192, size: int = 10) -> dict:
     words = sum(sizes)
     same = bool(jnp.all(jax.vmap(fused_bits)(keys[:64]) == jax.vmap(separate_bits)(keys[:64])))
     raw = timed(lambda k: jax.random.uniform(k, (words,)), keys)
-    t_slot, t_raw, r_slot, _ = paired_times(timed(slot_draws, keys, states.scenario), raw)
+    def slot_draws_jax(key, scenario):  # the same, every draw through jax.random
+        with prng.reference():
+            return slot_draws(key, scenario)
+
+    t_slot, t_raw, r_slot, _ = paired_times(timed(slot_draws_jax, keys, states.scenario), raw)
+    t_hash, t_jax, r_hash, _ = paired_times(timed(slot_draws, keys, states.scenario),
+                                            timed(slot_draws_jax, keys, states.scenario))
     t_fused, t_sep, r_fused, _ = paired_times(timed(fused_bits, keys), timed(separate_bits, keys))
+    out.update(slot_draws_prng_s=t_hash, slot_draws_jax_s=t_jax, slot_draws_prng_over_jax=r_hash)
     out.update(words_per_slot=words, slot_draws_s=t_slot, raw_s=t_raw, slot_draws_over_raw=r_slot,
                fused_bits_s=t_fused, separate_bits_s=t_sep, fused_over_separate=r_fused,
                fused_equals_separate=same, threefry_partitionable=bool(jax.config.jax_threefry_partitionable))
@@ -295,6 +307,10 @@ def main():
                    cpu_count=os.cpu_count(), date=time.strftime("%Y-%m-%d %H:%M:%S"))
         print("ns per 32-bit word, one vmapped jax.random.bits call of m words per instance, N = "
               f"{res['num_envs']}: " + ", ".join(f"m={m}: {v:.2f}" for m, v in res["ns_per_word"].items()))
+        print("ns per word through meqc_jax.prng (the same words): " + ", ".join(
+            f"m={m}: {v:.2f}" for m, v in res["prng_ns_per_word"].items()))
+        print(f"a slot's draws through meqc_jax.prng / through jax.random: {res['slot_draws_prng_over_jax']:.2f} "
+              f"({res['slot_draws_prng_s'] * 1e3:.2f} vs {res['slot_draws_jax_s'] * 1e3:.2f} ms)")
         print(f"a slot's draws ({res['words_per_slot']} words in 6 calls) / as many plain words in one call: "
               f"{res['slot_draws_over_raw']:.2f} ({res['slot_draws_s'] * 1e3:.2f} vs {res['raw_s'] * 1e3:.2f} ms)")
         print(f"the same words in one fused threefry call / six calls: {res['fused_over_separate']:.2f} "

@@ -56,6 +56,15 @@ def test_threefry_known_answer():
     assert (int(x1), int(x2)) == (0x6B200159, 0x99BA4EFE)
 
 
+def test_bad_shapes_are_refused_in_one_line():
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match=r"prng.split: shape=\(-1,\) is invalid"):
+        prng.split(key, -1)
+    with pytest.raises(ValueError, match=r"prng.uniform: shape=\(2.5,\) is invalid"):
+        prng.uniform(key, (2.5,))
+    assert prng.bits(key, (0,)).shape == (0,) == jax.random.bits(key, (0,)).shape
+
+
 def test_non_threefry_keys_fall_back():
     key = jax.random.key(3, impl="rbg")
     _same(prng.uniform(key, (6,)), jax.random.uniform(key, (6,)))
