@@ -61,7 +61,8 @@ def assignment_value(local, classical, quantum, mode, server) -> float:
 
 
 def valid_batch(mode, server, feasible):
-    """`check_assignment` over a batch: mode, server [B, U], feasible [B, U, E] -> bool [B]."""
+    """`check_assignment` over a batch (spec 11's constraints: one QPU task per server, Eq. 13b; a CPU
+    user at a feasible server needs a holder, spec 8): mode, server [B, U], feasible [B, U, E] -> bool [B]."""
     E = feasible.shape[-1]
     at = server[..., None] == np.arange(E)  # [B, U, E]
     holders = np.sum(at & (mode == QUANTUM)[..., None], axis=-2)  # [B, E] QPU tasks per server
@@ -160,9 +161,10 @@ def solve_mip(local, classical, quantum, feasible, relax_first: bool = False):
 
 
 def solve_lp_block(local, classical, quantum, feasible):
-    """The LP relaxations of several slots ([B, U], [B, U, E] ...) as one block-diagonal LP (HiGHS once
-    for all: its per-call cost is most of a small slot's). Separable, so each slot's part of the optimum
-    is optimal for that slot; where it is integral and a valid assignment it is that slot's MIP optimum.
+    """Spec 11's per-slot programs, relaxed: the LP relaxations of several slots ([B, U], [B, U, E] ...)
+    as one block-diagonal LP (HiGHS once for all: its per-call cost is most of a small slot's).
+    Separable, so each slot's part of the optimum is optimal for that slot; where it is integral and a
+    valid assignment it is that slot's MIP optimum.
     Returns (mode [B, U], server [B, U], solved [B]); slots not solved need the MIP (`solve_mip`)."""
     B, U, E = classical.shape
     n = U * E

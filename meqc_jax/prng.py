@@ -1,4 +1,5 @@
-"""The slot's random draws, bit for bit those of `jax.random`, at a fraction of their cost on a CPU.
+"""The slot's random draws (model-spec sections 2-3: scenarios, tasks, gains), bit for bit those of
+`jax.random`, at a fraction of their cost on a CPU.
 
 `split`, `bits`, `uniform` and `normal` return exactly what the `jax.random` functions of the same
 names return for the same key (JAX's default threefry2x32 keys with its partitionable counters,
