@@ -219,7 +219,7 @@ def test_the_contention_part_writes_its_files_and_judges_issue_14s_bars(tmp_path
     # one shape throughout (U = E = 2), so that every evaluation after the first reuses its programs
     rc = ReproduceConfig.quick(con_servers=2, con_users=(2,), con_learn_users=2, con_size=2, con_epochs=2,
                                con_envs=2, con_slots=4, con_eval_envs=2, con_eval_slots=3, con_br_slots=8,
-                               con_learners=("mappo",), minibatches=2, chunk=2)
+                               con_learners=("mappo",), con_minibatches=2, chunk=2)
     out = str(tmp_path)
     d = run_part("contention", rc, out)
     for name in ("contention.png", "contention_load.csv", "contention_learners.csv", "contention.json"):

@@ -78,6 +78,7 @@ class ReproduceConfig:
     dyn_envs: int = 32
     dyn_slots: int = 500  # the episode length (dynamics-spec: T = 500)
     dyn_eval_envs: int = 64  # instances x one whole episode, per policy, on its own trajectory
+    dyn_minibatches: int = 8  # PPO minibatches per pass of the dynamics parts (a divisor of dyn_slots x dyn_envs is used)
     dyn_v: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # drift-plus-penalty's V grid
     dyn_theta: tuple[float, ...] = (0.5, 1.0)  # LODCO's theta as a share of the battery capacity (with a battery)
     dyn_small: int = 3  # U = E of the clairvoyant comparison
@@ -93,6 +94,7 @@ class ReproduceConfig:
     con_epochs: int = 300  # PPO epochs, each of con_slots slots x con_envs environments
     con_envs: int = 64
     con_slots: int = 100
+    con_minibatches: int = 8  # PPO minibatches per pass of the contention learners (a divisor of con_slots x con_envs is used)
     con_eval_envs: int = 100  # held-out instances x con_eval_slots slots, every policy on the same ones
     con_eval_slots: int = 100
     con_br_slots: int = 1024  # fresh slots on which best response's convergence is recorded
@@ -127,12 +129,12 @@ class ReproduceConfig:
         c.integer("eval_random_factor", 1, 1000)
         c.choice("scenario", tuple(SCENARIOS))
         for name, hi in (("dyn_epochs", 10**5), ("dyn_envs", 2**16), ("dyn_slots", 10**5), ("dyn_eval_envs", 10**5),
-                         ("dyn_small", 8), ("dyn_size", 1000), ("dyn_horizon", 100), ("dyn_bound_instances", 10**4)):
+                         ("dyn_minibatches", 2**16), ("dyn_small", 8), ("dyn_size", 1000), ("dyn_horizon", 100), ("dyn_bound_instances", 10**4)):
             c.integer(name, 1, hi)
         c.integer("dyn_warmup", 0, 10**5)
         for name, hi in (("con_servers", 8), ("con_learn_users", 14), ("con_size", 14), ("con_epochs", 10**5),
                          ("con_envs", 2**16), ("con_slots", 10**5), ("con_eval_envs", 10**5), ("con_eval_slots", 10**5),
-                         ("con_br_slots", 10**6)):
+                         ("con_minibatches", 2**16), ("con_br_slots", 10**6)):
             c.integer(name, 1, hi)
         c.values("con_users", 1, 14, integral=True)
         c.check("con_learners", isinstance(self.con_learners, tuple) and len(self.con_learners) > 0
@@ -149,14 +151,16 @@ class ReproduceConfig:
     @classmethod
     def quick(cls, **overrides) -> ReproduceConfig:
         """Every figure on small settings (one seed, short epochs) with a learner that has converged at
-        U = E = 10: two to three minutes on 2 CPU cores (README; docs/learning.md "Quick mode"). The budget and PPO settings were
-        chosen by measurement (docs/learning.md "Quick mode"): 64 environments x 50 slots per epoch, 8
-        passes of 8 minibatches at step size 3e-3, 64 x 64 torsos, one actor-critic shared by the devices;
-        15 epochs at U = E = 10 (Fig. 4; the VQC 10), 10 for the sweeps and at U = E = 20 and 30 (every count a
-        multiple of `chunk`, so each size compiles one training program); a held-out set of
-        4096 slots at U = E = 10 and the same user-slots at the larger sizes, the random baselines on 4 x as many."""
-        base = dict(seeds=1, epochs_mlp=15, epochs_vqc=10, epochs_sweep=10, epochs_large=10, envs=64,
-                    slots_per_epoch=50, minibatches=8, update_epochs=8, lr=3e-3, hidden=(64, 64), shared_params=True,
+        U = E = 10: under two minutes on 2 CPU cores (README; docs/learning.md "Quick mode"). The budget and PPO
+        settings were chosen by measurement (docs/learning.md "Quick mode", benchmarks/tune_quick.py): 64
+        environments x 50 slots per epoch, 2 passes of 64 minibatches (128 gradient steps per epoch at a
+        quarter of the arithmetic of 8 passes of 8) at step size 3e-3, 64 x 64 torsos, one actor-critic
+        shared by the devices; 20 epochs at U = E = 10 (Fig. 4; the VQC 10), 10 for the sweeps and at
+        U = E = 20 and 30 (every count a multiple of `chunk`, so each size compiles one training program); a
+        held-out set of 4096 slots at U = E = 10 and the same user-slots at the larger sizes, the random
+        baselines on 4 x as many."""
+        base = dict(seeds=1, epochs_mlp=20, epochs_vqc=10, epochs_sweep=10, epochs_large=10, envs=64,
+                    slots_per_epoch=50, minibatches=64, update_epochs=2, lr=3e-3, hidden=(64, 64), shared_params=True,
                     chunk=5, eval_envs=4096, eval_slots=1, eval_same_user_slots=True, eval_random_factor=4, oracle_lp_first=True,
                     f_edge_ghz=(5.0, 15.0, 30.0), phys_qubits=(1000, 5000, 20000),
                     t1_ms=(0.1, 10.0, 1000.0), map_t1_ms=(0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0),

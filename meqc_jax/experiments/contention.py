@@ -46,7 +46,7 @@ def _train(rc: ReproduceConfig, system, name: str, ckpt: str, progress: bool):
     from meqc_jax.learners.ppo import PPOConfig
     from meqc_jax.loop import fit
 
-    minibatches = math.gcd(rc.minibatches, rc.con_slots * rc.con_envs)
+    minibatches = math.gcd(rc.con_minibatches, rc.con_slots * rc.con_envs)
     ppo = PPOConfig.preset("project", epochs=rc.con_epochs, num_envs=rc.con_envs, num_minibatches=minibatches,
                            **LEARNERS[name])
     learner = make_learner("ppo", system, ppo)

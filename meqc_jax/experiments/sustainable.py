@@ -46,7 +46,7 @@ def _train(rc: ReproduceConfig, system, ckpt: str, progress: bool):
     from meqc_jax.loop import fit
 
     # the reproduction's minibatch count where it divides an epoch's samples, else the largest that does
-    minibatches = math.gcd(rc.minibatches, rc.dyn_slots * rc.dyn_envs)
+    minibatches = math.gcd(rc.dyn_minibatches, rc.dyn_slots * rc.dyn_envs)
     ppo = PPOConfig.preset("lookahead", epochs=rc.dyn_epochs, num_envs=rc.dyn_envs, num_minibatches=minibatches)
     learner = make_learner("ppo", system, ppo)
     # equal chunks (a divisor of the epochs, at most rc.chunk): one compiled training program
