@@ -219,7 +219,7 @@ def test_the_contention_part_writes_its_files_and_judges_issue_14s_bars(tmp_path
     # one shape throughout (U = E = 2), so that every evaluation after the first reuses its programs
     rc = ReproduceConfig.quick(con_servers=2, con_users=(2,), con_learn_users=2, con_size=2, con_epochs=2,
                                con_envs=2, con_slots=4, con_eval_envs=2, con_eval_slots=3, con_br_slots=8,
-                               con_learners=("mappo",), con_minibatches=2, chunk=2)
+                               con_learners=("mappo", "droo"), con_droo_epochs=1, con_minibatches=2, chunk=2)
     out = str(tmp_path)
     d = run_part("contention", rc, out)
     for name in ("contention.png", "contention_load.csv", "contention_learners.csv", "contention.json"):
@@ -230,7 +230,8 @@ def test_the_contention_part_writes_its_files_and_judges_issue_14s_bars(tmp_path
         assert all(v["ratio"] >= 1 - 1e-5 for v in r["over_optimum"].values())
         assert 0 <= r["best_response"]["converged_share"] <= 1
     assert [(r["users"], r["servers"]) for r in d["learners"]] == [(2, 2), (2, 2)]
-    assert "mappo" in d["learners"][0]["over_optimum"] and set(LEARNERS) == {"ppo_own", "ppo_shared", "mappo", "mappo_seq"}
+    assert "mappo" in d["learners"][0]["over_optimum"] and set(LEARNERS) == {"ppo_own", "ppo_shared", "mappo", "mappo_seq", "droo"}
+    assert all(r["over_optimum"]["droo"]["ratio"] >= 1 - 1e-5 for r in d["learners"])  # DROO searches, never beats it
     # the learners' comparison reuses the load sweep's yardsticks: paired only if a separate evaluation of a policy
     # sees the same slots (common random numbers), which this checks
     from meqc_jax.experiments.contention import EVAL_SEED_OFFSET, SCENARIO
@@ -241,6 +242,7 @@ def test_the_contention_part_writes_its_files_and_judges_issue_14s_bars(tmp_path
     assert again.summary["greedy"]["mean_cost"] == d["load"][0]["mean_cost"]["greedy"]
     lines, claims = report("contention", d, rc)
     assert lines[0] == "## MEQC-Contended-v0: users who compete for their servers"
+    assert any("DROO 1 epochs" in line for line in lines)
     assert len(claims) == 2 and all(c[2] in ("reproduced", "not reproduced") for c in claims)  # no U = 6, E = 3 load row
 
 

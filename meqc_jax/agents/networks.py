@@ -110,3 +110,20 @@ class HybridActorCritic(nn.Module):
         log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), ())
         return HybridOutput(logits=logits, mean=mean, log_std=jnp.broadcast_to(log_std, mean.shape),
                             value_d=value_d, value_c=value_c)
+
+
+class JointModeLogits(nn.Module):
+    """A centralized actor over joint modes (`learners.droo`): every device's observation, flattened,
+    through ReLU layers to each device's logits over its 1 + 2E modes (`cost.num_modes`): [U, D] -> [U, k]."""
+
+    num_users: int
+    num_modes: int
+    hidden: Sequence[int] = (256, 256)
+
+    @nn.compact
+    def __call__(self, obs):
+        x = obs.reshape(obs.shape[:-2] + (-1,))
+        for width in self.hidden:
+            x = nn.relu(nn.Dense(width, kernel_init=_scaled(np.sqrt(2.0)))(x))
+        logits = nn.Dense(self.num_users * self.num_modes, kernel_init=_scaled(0.01))(x)
+        return logits.reshape(obs.shape[:-2] + (self.num_users, self.num_modes))

@@ -27,6 +27,8 @@ CONTENTION_LEARNERS = {
     "mappo": dict(reward="shared", critic="central", shared_params=True),  # + one actor shared with an agent id
     # MAPPO whose devices act in index order, each seeing the earlier ones' server choices (PPOConfig.actor_order)
     "mappo_seq": dict(reward="shared", critic="central", shared_params=True, actor_order="sequential"),
+    # not PPO: DROO's learned candidate joint modes, the cheapest played as the model prices it (learners.droo)
+    "droo": dict(learner="droo", candidates=64, swaps=True),
 }
 
 
@@ -98,7 +100,8 @@ class ReproduceConfig:
     con_eval_envs: int = 100  # held-out instances x con_eval_slots slots, every policy on the same ones
     con_eval_slots: int = 100
     con_br_slots: int = 1024  # fresh slots on which best response's convergence is recorded
-    con_learners: tuple[str, ...] = ("ppo_own", "ppo_shared", "mappo", "mappo_seq")  # CONTENTION_LEARNERS to train
+    con_learners: tuple[str, ...] = ("ppo_own", "ppo_shared", "mappo", "mappo_seq", "droo")  # CONTENTION_LEARNERS to train
+    con_droo_epochs: int = 40  # DROO's epochs, each con_slots batches of con_envs fresh slots
 
     def __post_init__(self):
         c = FieldChecker(self, "ReproduceConfig")
@@ -134,7 +137,7 @@ class ReproduceConfig:
         c.integer("dyn_warmup", 0, 10**5)
         for name, hi in (("con_servers", 8), ("con_learn_users", 14), ("con_size", 14), ("con_epochs", 10**5),
                          ("con_envs", 2**16), ("con_slots", 10**5), ("con_eval_envs", 10**5), ("con_eval_slots", 10**5),
-                         ("con_minibatches", 2**16), ("con_br_slots", 10**6)):
+                         ("con_minibatches", 2**16), ("con_br_slots", 10**6), ("con_droo_epochs", 10**5)):
             c.integer(name, 1, hi)
         c.values("con_users", 1, 14, integral=True)
         c.check("con_learners", isinstance(self.con_learners, tuple) and len(self.con_learners) > 0
@@ -167,7 +170,7 @@ class ReproduceConfig:
                     map_lam_d=(0.1, 0.5, 0.9), map_envs=8, map_slots=4, vqc_figures=("fig4",), fast_compile=True,
                     quick_mode=True, dyn_epochs=20, dyn_envs=8, dyn_slots=100, dyn_eval_envs=16,
                     dyn_v=(0.3, 3.0, 30.0), dyn_theta=(1.0,), dyn_horizon=5, dyn_warmup=10, dyn_bound_instances=4,
-                    con_users=(3, 6, 9), con_epochs=30, con_envs=32, con_slots=50, con_eval_envs=64,
+                    con_users=(3, 6, 9), con_epochs=30, con_droo_epochs=5, con_envs=32, con_slots=50, con_eval_envs=64,
                     con_eval_slots=10, con_br_slots=256)
         return cls(**{**base, **overrides})
 

@@ -43,14 +43,20 @@ def _system(rc: ReproduceConfig, users: int, servers: int):
 
 def _train(rc: ReproduceConfig, system, name: str, ckpt: str, progress: bool):
     from meqc_jax.learners import make_learner
+    from meqc_jax.learners.droo import DROOConfig
     from meqc_jax.learners.ppo import PPOConfig
     from meqc_jax.loop import fit
 
-    minibatches = math.gcd(rc.con_minibatches, rc.con_slots * rc.con_envs)
-    ppo = PPOConfig.preset("project", epochs=rc.con_epochs, num_envs=rc.con_envs, num_minibatches=minibatches,
-                           **LEARNERS[name])
-    learner = make_learner("ppo", system, ppo)
-    chunk = max(c for c in range(1, min(rc.chunk, rc.con_epochs) + 1) if rc.con_epochs % c == 0)
+    spec = dict(LEARNERS[name])
+    if spec.pop("learner", "ppo") == "droo":  # an epoch: con_slots batches of con_envs fresh slots
+        epochs = rc.con_droo_epochs
+        learner = make_learner("droo", system, DROOConfig(epochs=epochs, num_envs=rc.con_envs, **spec))
+    else:
+        epochs = rc.con_epochs
+        minibatches = math.gcd(rc.con_minibatches, rc.con_slots * rc.con_envs)
+        ppo = PPOConfig.preset("project", epochs=epochs, num_envs=rc.con_envs, num_minibatches=minibatches, **spec)
+        learner = make_learner("ppo", system, ppo)
+    chunk = max(c for c in range(1, min(rc.chunk, epochs) + 1) if epochs % c == 0)
     state, metrics = fit(learner, [rc.seed], chunk=chunk, ckpt_dir=ckpt, progress=progress)
     return learner.policy(learner.acting_params(state, 0), name), np.asarray(metrics.cost)[0]
 
@@ -128,6 +134,7 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
                       for r in learners for p in r["mean_cost"]])
     data = {"scenario": SCENARIO, "load": load, "learners": learners, "eval_envs": rc.con_eval_envs,
             "eval_slots": rc.con_eval_slots, "epochs": rc.con_epochs, "envs": rc.con_envs, "slots": rc.con_slots,
+            "droo_epochs": rc.con_droo_epochs,
             "learner_settings": {n: LEARNERS[n] for n in rc.con_learners}}
     from meqc_jax.plots import plot_contention_part
 
@@ -161,7 +168,11 @@ def report(name: str, d: dict, rc: ReproduceConfig) -> tuple[list[str], list[tup
     lines += ["", "The price of anarchy of the decentralized game is the `best_response` column (its Nash equilibria "
               "over the optimum); the sequential greedy, a central heuristic, is the `greedy` column.", "",
               f"Learners (PPO {d['epochs']} epochs of {d['slots']} slots x {d['envs']} environments, discount 0: "
-              "nothing carries between slots), cost over the optimum on the same slots:", "",
+              "nothing carries between slots"
+              + (f"; DROO {d['droo_epochs']} epochs of {d['slots']} batches of {d['envs']} fresh slots, "
+                 f"{d['learner_settings']['droo']['candidates']} candidate joint modes per slot priced by the model"
+                 if "droo" in d.get("learner_settings", {}) else "")
+              + "), cost over the optimum on the same slots:", "",
               "| U, E | " + " | ".join(_learners(d["learners"][0])) + " | greedy | best_response |",
               "|---|" + "---|" * (len(_learners(d["learners"][0])) + 2)]
     for r in d["learners"]:

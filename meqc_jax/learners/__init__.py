@@ -2,6 +2,8 @@
 registry of learner names.
 
     ppo      hybrid multi-agent PPO of the paper (Section IV): `meqc_jax.learners.ppo`
+    droo     DROO-style search over joint modes under contention (learned candidates, priced by the
+             model): `meqc_jax.learners.droo`
 
 A new learner is one module implementing `Learner` plus its test and one line in `LEARNERS`.
 """
@@ -15,6 +17,7 @@ from meqc_jax.learners.interface import Learner, metric_names, metrics_table
 # name -> "module:factory"; a factory takes (system: SystemConfig, config, **kw) and returns a Learner
 LEARNERS = {
     "ppo": "meqc_jax.learners.ppo:make_train",
+    "droo": "meqc_jax.learners.droo:make_train",
 }
 LEARNER_NAMES = tuple(LEARNERS)
 

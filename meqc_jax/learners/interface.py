@@ -75,6 +75,24 @@ class Learner(abc.ABC):
         """A JSON-able description of the learner (its name, reward, critic, discount, ...)."""
 
 
+def compiled_chunk_program(cache: dict, program, states, num_epochs: int, what: str, lower: str):
+    """`program(states, num_epochs)` (a jitted chunk of epochs over runs) compiled ahead of time, once per
+    state layout and chunk length (kept in `cache`), and refused before it ever runs when its memory plan
+    exceeds the device (`compilation.check_fits`: one line naming `what` was too large and what to lower)."""
+    import jax
+
+    from meqc_jax.compilation import check_fits
+
+    leaves, tree = jax.tree.flatten(states)
+    sig = (num_epochs, tree, tuple((x.shape, x.dtype, getattr(x, "sharding", None)) for x in leaves))
+    compiled = cache.get(sig)
+    if compiled is None:
+        compiled = program.lower(states, num_epochs).compile()
+        check_fits(compiled, what, lower)
+        cache[sig] = compiled
+    return compiled
+
+
 def metric_names(metrics) -> tuple[str, ...]:
     """The field names of a metrics pytree (a dataclass), in order."""
     return tuple(f.name for f in dataclasses.fields(metrics))
@@ -85,4 +103,4 @@ def metrics_table(metrics) -> np.ndarray:
     return np.stack([np.asarray(getattr(metrics, n), dtype=np.float64) for n in metric_names(metrics)], axis=-1)
 
 
-__all__ = ["Learner", "metric_names", "metrics_table"]
+__all__ = ["Learner", "compiled_chunk_program", "metric_names", "metrics_table"]

@@ -38,11 +38,10 @@ from meqc_jax.agents.distributions import deterministic_action, hybrid_entropy, 
 from meqc_jax.agents.networks import TORSOS, CentralCritic as CentralCriticNet, HybridActorCritic
 from meqc_jax.agents.vqc import BACKENDS as VQC_BACKENDS
 from meqc_jax.baselines import Policy
-from meqc_jax.compilation import check_fits
 from meqc_jax.config import FieldChecker, SystemConfig, dataclass_to_dict
 from meqc_jax.env import REWARDS, EnvState, MEQCEnv, Reward, local_cost_scale
 from meqc_jax.learners import losses
-from meqc_jax.learners.interface import Learner
+from meqc_jax.learners.interface import Learner, compiled_chunk_program
 from meqc_jax.slot_solver import lyapunov_function
 from meqc_jax.sharding import FAST_COMPILE, jit_options
 
@@ -607,18 +606,13 @@ class PPOLearner(Learner):
     def compiled_chunk(self, states: TrainState, num_epochs: int):
         """`chunk_program` compiled ahead of time for these states (once per shape and chunk length)
         and checked against the device's memory before it ever runs (`compilation.ProgramTooLarge`)."""
-        leaves, tree = jax.tree.flatten(states)
-        sig = (num_epochs, tree, tuple((x.shape, x.dtype, getattr(x, "sharding", None)) for x in leaves))
-        compiled = self._compiled_chunks.get(sig)
-        if compiled is None:
-            compiled = self.chunk_program.lower(states, num_epochs).compile()
-            runs = int(np.shape(states.epoch)[0]) if np.ndim(states.epoch) else 1
-            check_fits(compiled, f"training {runs} run(s) of U={self.U}, E={self.E} with {self.num_envs} envs x "
-                                 f"{self.T} slots per epoch ({num_epochs} epochs per call)",
-                       "the envs (--envs), the slots per epoch (--slots-per-epoch), the users and servers, "
-                       "or the seeds trained at once")
-            self._compiled_chunks[sig] = compiled
-        return compiled
+        runs = int(np.shape(states.epoch)[0]) if np.ndim(states.epoch) else 1
+        return compiled_chunk_program(
+            self._compiled_chunks, self.chunk_program, states, num_epochs,
+            f"training {runs} run(s) of U={self.U}, E={self.E} with {self.num_envs} envs x "
+            f"{self.T} slots per epoch ({num_epochs} epochs per call)",
+            "the envs (--envs), the slots per epoch (--slots-per-epoch), the users and servers, "
+            "or the seeds trained at once")
 
     @property
     def compiled_chunks(self) -> int:
