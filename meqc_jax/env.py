@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from meqc_jax import dynamics, physics, prng, sharding
+from meqc_jax import dynamics, physics, prng
 from meqc_jax.config import SystemConfig
 from meqc_jax.cost import CostBreakdown, slot_cost
 from meqc_jax.dynamics import ObsSpec
@@ -446,8 +446,7 @@ def local_cost_scale(config: SystemConfig, samples: int = 256, seed: int = 12345
     U = config.num_users
     keep_local = (jnp.zeros(U, jnp.int32), jnp.ones(U))
 
-    # run once per configuration on 256 slots: compiling is the cost (`FAST_COMPILE`; the value is the same bit for bit)
-    @functools.partial(jax.jit, compiler_options=dict(sharding.FAST_COMPILE))
+    @jax.jit
     def local_cost(key):
         k_reset, k_price = prng.split(key)
         _, states = jax.vmap(env.reset)(jax.random.split(k_reset, samples))

@@ -21,7 +21,7 @@ the model says which candidate is best. Here:
 Unlike PPO it needs the model at decision time (K pricings per slot, like `greedy` and
 `best_response`); it applies only where joint modes price a slot exactly (contention without
 carried state: `joint.check_contention_planner`). Measured against the enumerated optimum in
-docs/learning.md ("Users who contend: DROO").
+docs/learning.md ("Coordinating: learners under contention", DROO).
 """
 
 from __future__ import annotations
@@ -124,7 +124,8 @@ class DROOLearner(Learner):
         return mode_table(self.system, env_state.scenario, env_state.tasks, cond)
 
     def candidates(self, logits, key):
-        """[K (+ U k), U] joint modes: the argmax, K - 1 samples, and (swaps) every one-device change of the argmax."""
+        """[K (+ U k), U] joint modes (dynamics-spec section 8's options per user: local, a server's CPUs, its QPU):
+        the argmax, K - 1 samples, and (swaps) every one-device change of the argmax."""
         top = jnp.argmax(logits, -1).astype(jnp.int32)
         parts = [top[None], jax.random.categorical(key, logits, shape=(self.config.candidates - 1, self.U)).astype(jnp.int32)]
         if self.config.swaps:
@@ -134,7 +135,8 @@ class DROOLearner(Learner):
         return jnp.concatenate(parts)
 
     def search(self, params, key, env_state, obs):
-        """The slot's chosen joint mode, its pricing, and the argmax mode's system cost (one instance)."""
+        """The slot's chosen joint mode, its pricing (Eq. 12's system cost under dynamics-spec section 8's sharing,
+        each user at its best split: `cost.price_modes`), and the argmax mode's system cost (one instance)."""
         table = self._table(env_state)
         cands = self.candidates(self.net.apply(params, obs), key)
         totals = jax.vmap(lambda m: jnp.sum(price_modes(self.system, table, m, self.uplink).per_user))(cands)
