@@ -3,7 +3,8 @@
     python benchmarks/bench_quick.py --old-tree DIR [--pairs 2] [--out benchmarks/results/quick_run.json]
 
 `DIR` is a checkout of the reference commit (e.g. `git worktree add DIR 333188b`), run with this
-interpreter and `PYTHONPATH=DIR`. The two commands take turns (old, new, old, new, ...), each in a fresh
+interpreter and `PYTHONPATH=DIR`; the new command runs the tree this script sits in (`PYTHONPATH` set to it,
+so a copy of the tree can be timed while the checkout is being edited). The two commands take turns (old, new, old, new, ...), each in a fresh
 process writing to its own empty folder; the new one runs first with an empty compilation cache
 (`--compile-cache` to a fresh folder), then once more with that cache filled. Wall seconds per run,
 their medians and the pair-by-pair ratios new / old are printed and written as JSON (atomically).
@@ -57,8 +58,9 @@ def main():
                            "--no-progress"], env=env, cwd=tmp)
             new = [sys.executable, "-c", MAIN, "--compile-cache", cache, "reproduce", "--quick", "--force",
                    "--no-progress", "--out"]
-            t_cold = timed(new + [new_out], cwd=tmp)
-            t_warm = timed(new + [warm_out], cwd=tmp)
+            env_new = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+            t_cold = timed(new + [new_out], env=env_new, cwd=tmp)
+            t_warm = timed(new + [warm_out], env=env_new, cwd=tmp)
             shutil.rmtree(cache, ignore_errors=True)
             pair = {"old_s": t_old, "new_cold_s": t_cold, "new_warm_s": t_warm,
                     "cold_over_old": t_cold / t_old, "warm_over_old": t_warm / t_old}

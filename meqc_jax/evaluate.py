@@ -104,13 +104,20 @@ def carry_metrics(state, c=None, slot_s: float = 1.0) -> dict:
     return out
 
 
-def chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, transitions: str, compiler_options=None):
+def chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, transitions: str, compiler_options=None,
+                 shared_envs: int | None = None, wide: Sequence[bool] | None = None, transition: bool = True):
     """One jitted program for all policies: a `lax.scan` over `chunk` slots, vmapped over [P, N]
     instances. `transitions="shared"`: every policy acts on the same state and is priced on the same
     slot, then one env transition serves them all (valid while tasks never depend on actions);
     `"per_policy"`: the scan carries one (obs, state) per policy, each stepped with the same keys.
+    With `shared_envs` (shared transitions only) the carry holds more instances than that: the policies
+    flagged in `wide` act on all of them, the others on the first `shared_envs` (`evaluate`'s `more_instances`).
+    `transition=False` (shared transitions, a one-slot evaluation): no env transition after the slot is priced
+    (the program is then a third smaller; the carry comes back as it went in).
     Cached by (config, policy functions, chunk, path) so that repeated evaluations compile once."""
-    cache_key = (env.config, tuple((p.name, p.act, p.act_with) for p in pols), chunk, transitions, compiler_options)
+    wide = tuple(bool(w) for w in wide) if wide is not None else (False,) * len(pols)
+    cache_key = (env.config, tuple((p.name, p.act, p.act_with) for p in pols), chunk, transitions, compiler_options,
+                 shared_envs, wide, transition)
     if cache_key in _RUNNER_CACHE:
         return _RUNNER_CACHE[cache_key]
 
@@ -140,17 +147,27 @@ def chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, transitions: 
     def fold(key, i):
         return jax.random.fold_in(key, i) if key.ndim == 0 else jax.vmap(lambda k: jax.random.fold_in(k, i))(key)
 
+    def first(tree, n):  # the first n instances of [P, N, ...] leaves
+        return jax.tree.map(lambda x: x[:, :n], tree)
+
     def shared_slot(carry, slot_key, pol_params):
         obs, state = carry
         k_env, k_act = split_slot(slot_key)
         shape = obs.shape[:2]
         env_keys = split2(k_env, shape)  # the same slot and arbitration draws for every policy
+        # the shared instances lead the carry; split keys are prefix-stable (a count's first n keys are
+        # split(key, n)), so a policy on the first n sees what an evaluation of n instances would show it
+        narrow = shape if shared_envs is None else (shape[0], shared_envs)
+        few = (obs, state, env_keys) if shared_envs is None else first((obs, state, env_keys), shared_envs)
         metrics = []
         for i, act in enumerate(acts):
-            action = act(pol_params[i], split2(fold(k_act, i), shape), state, obs)
-            metrics.append(slot_metrics(price(env_keys, state, action)))
+            o, s, k, sh = (obs, state, env_keys, shape) if wide[i] else (*few, narrow)
+            action = act(pol_params[i], split2(fold(k_act, i), sh), s, o)
+            metrics.append(slot_metrics(price(k, s, action)))
         # the transition does not depend on the action: step with any one (here: local's shape)
         U = state.scenario.f_local.shape[-1]
+        if not transition:  # a one-slot evaluation: the next slot is never priced, so never drawn
+            return (obs, state), metrics
         hold = (jnp.zeros(shape + (U,), jnp.int32), jnp.ones(shape + (U,)))
         obs, state, _, _, _ = step(env_keys, state, hold)
         return (obs, state), metrics
@@ -254,6 +271,7 @@ def evaluate(
     transitions: str = "auto",
     point_seeds: Sequence[int] | None = None,
     fit_hint: str | None = None,
+    more_instances: dict[str, int] | None = None,
 ) -> EvalResult:
     """Evaluate `policies` on the same `num_envs` x `num_slots` slots; see the module docstring.
 
@@ -272,6 +290,11 @@ def evaluate(
     seed=point_seeds[p])` at that point alone (a seeds axis folded into the points, `meqc_jax.sweep`).
     `fit_hint`: compile the program ahead of running it and refuse it (`compilation.ProgramTooLarge`,
     one line ending "lower <fit_hint>") when its memory plan exceeds the device.
+    `more_instances` ({policy name: factor}, shared transitions only): that policy is evaluated on factor x
+    `num_envs` instances in the same program, the first `num_envs` being the shared ones (its numbers there are
+    what a plain evaluation would give it) -- narrower intervals for a noisy, cheap policy without a second
+    program. Its `per_slot` arrays are that much wider; its summary covers all of its instances, its
+    `ratio_to_oracle` divides by the oracle's mean on the shared ones and `share_at_optimum` is taken there.
     """
     for name, v in (("num_envs", num_envs), ("num_slots", num_slots), ("chunk", chunk)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -288,6 +311,8 @@ def evaluate(
     elif transitions == "shared" and not env.memoryless:
         raise ValueError(f"evaluate: transitions='shared' is invalid for dynamics {config.dynamics!r}: actions change "
                          "later slots there; allowed: auto, per_policy")
+    factors = _instance_factors(more_instances, names, transitions)
+    shared_envs, total_envs = num_envs, num_envs * max(factors)
     swept = env_params is not None
     if not swept:
         env_params = MEQCEnv.stack_params([env.default_params()])
@@ -302,7 +327,7 @@ def evaluate(
         k_reset, k_run = jax.random.split(jax.random.key(seed))
         # every sweep point gets the same instances (common random numbers across points too), so a
         # curve over the points shows the effect of the swept parameter, not of different draws
-        reset_keys = jnp.broadcast_to(jax.random.split(k_reset, num_envs)[None], (P, num_envs))
+        reset_keys = jnp.broadcast_to(jax.random.split(k_reset, total_envs)[None], (P, total_envs))
         chunk_keys = jax.random.split(k_run, n_chunks * chunk).reshape(n_chunks, chunk)
     else:
         point_seeds = [int(s) for s in point_seeds]
@@ -311,24 +336,26 @@ def evaluate(
                              f"of env_params ({P if swept else 'none given'})")
         # per point exactly the keys `evaluate(seed=s)` derives, stacked: [P, N] resets, [chunks, chunk, P] slots
         pairs = jax.vmap(lambda s: jax.random.split(jax.random.key(s)))(jnp.asarray(point_seeds))
-        reset_keys = jax.vmap(lambda k: jax.random.split(k, num_envs))(pairs[:, 0])
+        reset_keys = jax.vmap(lambda k: jax.random.split(k, total_envs))(pairs[:, 0])
         slot_keys = jax.vmap(lambda k: jax.random.split(k, n_chunks * chunk))(pairs[:, 1])  # [P, chunks x chunk]
         chunk_keys = jnp.moveaxis(slot_keys.reshape(P, n_chunks, chunk), 0, -1)
 
-    mesh = sharding.batch_mesh(("points", "envs"), (P, num_envs), devices)
+    mesh = sharding.batch_mesh(("points", "envs"), (P, total_envs), devices)
     reset_keys, env_params = sharding.place((reset_keys, env_params), mesh, (2, 1))
     pol_params = sharding.place(tuple(p.params for p in pols), mesh)  # per-point parameters [P, ...]
     # the slot keys replicated on the mesh (a multi-host program takes only arrays that span its devices)
     chunk_keys = sharding.place(chunk_keys, mesh, 0)
 
     t0 = time.perf_counter()
-    run = chunk_runner(env, pols, chunk, transitions, compiler_options)
+    widened = total_envs > shared_envs
+    run = chunk_runner(env, pols, chunk, transitions, compiler_options, shared_envs if widened else None,
+                       [f > 1 for f in factors] if widened else None, transition=num_slots > 1)
     carry = sharding.place(reset_batched(config)(reset_keys, env_params), mesh, 2)  # (obs, state)
     if transitions == "per_policy":
         carry = tuple(carry for _ in pols)  # every policy starts from the same states
     if fit_hint is not None:
         run = checked_program(run, (carry, chunk_keys[0], pol_params),
-                              f"evaluating {P} point(s) x {num_envs} instances x {len(pols)} policies "
+                              f"evaluating {P} point(s) x {total_envs} instances x {len(pols)} policies "
                               f"(U={config.num_users}, E={config.num_servers})", fit_hint)
     pieces = []
     bar = ProgressBar(progress, n_chunks)
@@ -345,10 +372,10 @@ def evaluate(
     wall = {"all": time.perf_counter() - t0}
 
     flat = {n: {m: v.reshape(v.shape[0], -1) for m, v in per_slot[n].items()} for n in names}  # [T, P N]
-    summary = _summaries(flat, names)
+    summary = _summaries(flat, names, shared_envs)
     points = None
     if swept:
-        points = [_summaries({n: {m: v[:, p] for m, v in per_slot[n].items()} for n in names}, names)
+        points = [_summaries({n: {m: v[:, p] for m, v in per_slot[n].items()} for n in names}, names, shared_envs)
                   for p in range(P)]
     else:
         per_slot = {n: {m: v[:, 0] for m, v in per_slot[n].items()} for n in names}
@@ -356,16 +383,39 @@ def evaluate(
                       transitions)
 
 
-def _summaries(per_slot: dict[str, dict[str, np.ndarray]], names) -> dict[str, dict[str, float]]:
-    """Per policy: `_summarize`, plus ratios to the oracle when it was evaluated."""
+def _summaries(per_slot: dict[str, dict[str, np.ndarray]], names, shared_envs: int | None = None
+               ) -> dict[str, dict[str, float]]:
+    """Per policy: `_summarize`, plus ratios to the oracle when it was evaluated. Costs are [T, N]
+    (or [T, P N], points major); a policy on more instances (`more_instances`) is paired with the oracle
+    on its first `shared_envs` instances per point."""
     summary = {name: _summarize(per_slot[name]) for name in names}
     if "oracle" in per_slot:
         opt = per_slot["oracle"]["cost"].astype(np.float64)
         for name in names:
             cost = per_slot[name]["cost"].astype(np.float64)
             summary[name]["ratio_to_oracle"] = float(cost.mean() / opt.mean())
+            if cost.shape != opt.shape:  # [T, P x (f N)] -> its shared [T, P x N]
+                T, points = opt.shape[0], opt.shape[1] // shared_envs
+                cost = cost.reshape(T, points, -1)[:, :, :shared_envs].reshape(T, -1)
             summary[name]["share_at_optimum"] = float(np.mean(cost <= opt * (1 + 1e-4)))
     return summary
+
+
+def _instance_factors(more_instances, names: list[str], transitions: str) -> list[int]:
+    """Each policy's instance factor from `evaluate`'s `more_instances` (validated: one-line ValueError)."""
+    more = dict(more_instances or {})
+    for name, f in more.items():
+        if name not in names:
+            raise ValueError(f"evaluate: more_instances names {name!r}, not an evaluated policy; allowed: {', '.join(names)}")
+        if not isinstance(f, int) or isinstance(f, bool) or not 1 <= f <= 1000:
+            raise ValueError(f"evaluate: more_instances[{name!r}]={f!r} is invalid: allowed an integer in [1, 1000]")
+    factors = [more.get(n, 1) for n in names]
+    if len(set(f for f in factors if f > 1)) > 1:
+        raise ValueError(f"evaluate: more_instances={more} is invalid: allowed one factor shared by the widened policies")
+    if max(factors) > 1 and transitions != "shared":
+        raise ValueError("evaluate: more_instances is invalid with per-policy trajectories (actions change later "
+                         "slots): allowed only where one transition serves every policy (a memoryless model)")
+    return factors
 
 
 @functools.lru_cache(maxsize=16)

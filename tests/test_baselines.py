@@ -227,3 +227,33 @@ def test_paired_comparison_takes_its_interval_over_instances_not_slots():
     assert same == {"excess": 0.0, "ratio": 1.0, "ci95": 0.0}
     one = paired_comparison({"a": {"cost": a[:, :1]}, "b": {"cost": b[:, :1]}}, "a", "b")
     assert one["excess"] == pytest.approx(0.1) and np.isnan(one["ci95"])  # one instance: no interval
+
+
+def test_more_instances_widens_one_policy_in_the_same_program_and_changes_no_other_number():
+    base = SystemConfig(num_users=4, num_servers=3)
+    env = MEQCEnv(base)
+    params = MEQCEnv.stack_params([env.default_params(), env.params_for(base.replace(t1_ms=1000.0))])
+    names = ["local", "random_offloading", "greedy", "oracle"]
+    for slots in (1, 3):  # one slot: the program prices without the env transition after it
+        plain = evaluate(base, names, num_envs=8, num_slots=slots, seed=4, env_params=params)
+        wide = evaluate(base, names, num_envs=8, num_slots=slots, seed=4, env_params=params,
+                        more_instances={"random_offloading": 3})
+        big = evaluate(base, names, num_envs=24, num_slots=slots, seed=4, env_params=params)
+        for name in names:  # [T, P, N]: the shared instances lead, the widened policy's are those of 24 instances
+            want = (big if name == "random_offloading" else plain).per_slot[name]
+            for m, v in want.items():
+                np.testing.assert_array_equal(wide.per_slot[name][m], v, err_msg=f"{slots} slots: {name} {m}")
+        ro, opt = wide.points[1]["random_offloading"], plain.points[1]["oracle"]
+        assert ro["mean_cost"] == big.points[1]["random_offloading"]["mean_cost"] and ro["slots"] == 24 * slots
+        assert ro["ratio_to_oracle"] == pytest.approx(ro["mean_cost"] / opt["mean_cost"])
+        assert ro["share_at_optimum"] == plain.points[1]["random_offloading"]["share_at_optimum"]  # paired: shared ones
+        assert wide.points[0]["greedy"] == plain.points[0]["greedy"]
+    one = evaluate(base, names, num_envs=8, num_slots=1, seed=4, env_params=params)
+    np.testing.assert_array_equal(one.per_slot["oracle"]["cost"], plain.per_slot["oracle"]["cost"][:1])
+    for bad, match in (({"greedy2": 2}, "more_instances names 'greedy2'"),
+                       ({"local": 0}, r"more_instances\['local'\]=0 is invalid"),
+                       ({"local": 2, "greedy": 3}, "one factor shared")):
+        with pytest.raises(ValueError, match=match):
+            evaluate(base, names, num_envs=2, num_slots=1, more_instances=bad)
+    with pytest.raises(ValueError, match="more_instances is invalid with per-policy trajectories"):
+        evaluate(base, names, num_envs=2, num_slots=1, transitions="per_policy", more_instances={"local": 2})

@@ -153,3 +153,23 @@ def test_paper_figures_notebook_shows_every_figure(tiny_reproduce, tmp_path):
     nb = run_notebook("paper_figures.ipynb", {"MEQC_REPRODUCE_DIR": out}, str(tmp_path))
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) == 7  # Figs. 4-10
+
+
+def test_parallel_workers_get_each_group_as_one_job_and_a_failing_part_stops_no_other(monkeypatch):
+    import meqc_jax.experiments as ex
+
+    jobs = ex.worker_jobs(list(DEFAULT_PARTS))
+    assert ["fig7", "fig8", "fig9"] in jobs  # the sweeps share their programs: one worker, in order
+    assert sorted(p for job in jobs for p in job) == sorted(DEFAULT_PARTS)
+    weights = [sum(ex.PARTS_BY_NAME[p].weight for p in job) for job in jobs]
+    assert weights == sorted(weights, reverse=True)  # the heaviest job starts first
+
+    def fake(part, rc, out, progress=False):
+        if part == "fig8":
+            raise RuntimeError("boom")
+        return {"part": part}
+
+    monkeypatch.setattr(ex, "run_part", fake)
+    outcome = ex.run_parts(["fig7", "fig8", "fig9"], None, "/tmp/unused")
+    assert [p for p, _ in outcome] == ["fig7", "fig8", "fig9"]
+    assert isinstance(outcome[1][1], RuntimeError) and outcome[2][1] == {"part": "fig9"}

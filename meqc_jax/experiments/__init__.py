@@ -45,6 +45,27 @@ def run_part(part: str, rc: ReproduceConfig, out: str, progress: bool = False) -
     return data
 
 
+def run_parts(parts: list[str], rc: ReproduceConfig, out: str) -> list[tuple[str, dict | Exception]]:
+    """Run `parts` one after another in this process (a worker's job: a group of parts that share compiled
+    programs); a part that fails does not stop the next. Returns (part, data or the exception) per part."""
+    outcome = []
+    for part in parts:
+        try:
+            outcome.append((part, run_part(part, rc, out)))
+        except Exception as e:  # noqa: BLE001 -- handed back to the parent, which reports it
+            outcome.append((part, e))
+    return outcome
+
+
+def worker_jobs(parts: list[str]) -> list[list[str]]:
+    """The parts as jobs for parallel workers: one job per `Part.group` (its parts in order) or per ungrouped
+    part, the heaviest job (sum of `Part.weight`) first."""
+    jobs: dict = {}
+    for part in parts:
+        jobs.setdefault(PARTS_BY_NAME[part].group or ("", part), []).append(part)
+    return sorted(jobs.values(), key=lambda job: -sum(PARTS_BY_NAME[p].weight for p in job))
+
+
 def clear_checkpoints(out: str, part: str) -> list[str]:
     """Remove the part's training checkpoints (`checkpoints/<part>` and `checkpoints/<part>-*`); returns them."""
     import shutil
@@ -82,7 +103,8 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_
     A part interrupted before its JSON was written resumes from its checkpoints; `force` redoes the
     named parts from scratch (their checkpoints removed first).
 
-    `workers` > 1 runs the parts in that many fresh processes (spawned, longest part first); every
+    `workers` > 1 runs the parts in that many fresh processes (spawned, longest job first; the parts of a
+    `Part.group` in one process, one after another, sharing their compiled programs); every
     part's numbers are those of a run in this process (each part seeds itself from `rc`); workers draw
     no progress bars (each part still logs one line when it ends). A part that
     fails does not stop the others: their outputs are written, then the first error is raised."""
@@ -114,7 +136,7 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_
         log(f"{part}: {data['wall_s']:.1f} s ({c['programs']} XLA programs compiled in {c['compile_s']:.1f} s, "
             f"running {max(data['wall_s'] - c['compile_s'], 0.0):.1f} s)")
 
-    workers = min(workers, len(todo))
+    workers = min(workers, len(worker_jobs(todo)))
     if workers <= 1:
         for part in todo:
             done(part, run_part(part, rc, out, progress))
@@ -126,16 +148,16 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_
 
         cache_dir = jax.config.jax_compilation_cache_dir
         first_error = None
-        longest_first = sorted(todo, key=lambda p: -PARTS_BY_NAME[p].weight)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_start_worker, initargs=(cache_dir,)) as pool:
-            futures = {pool.submit(run_part, part, rc, out, False): part for part in longest_first}
+            futures = [pool.submit(run_parts, job, rc, out) for job in worker_jobs(todo)]
             for f in as_completed(futures):
-                try:
-                    done(futures[f], f.result())
-                except Exception as e:  # keep the other parts' outputs; report the first failure at the end
-                    log(f"{futures[f]}: failed: {type(e).__name__}: {e}")
-                    first_error = first_error or e
+                for part, outcome in f.result():
+                    if isinstance(outcome, Exception):  # keep the other parts' outputs; raise the first at the end
+                        log(f"{part}: failed: {type(outcome).__name__}: {outcome}")
+                        first_error = first_error or outcome
+                    else:
+                        done(part, outcome)
         if first_error is not None:
             raise first_error
     results = {p: results[p] for p in PARTS if p in results}
@@ -144,4 +166,4 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_
 
 
 __all__ = ["DEFAULT_PARTS", "DYNAMICS_PARTS", "PARTS", "PARTS_BY_NAME", "PART_LIST", "PRESETS", "Part", "ReproduceConfig", "clear_checkpoints", "default_workers",
-           "device_description", "epochs_to_converge", "make_report", "reproduce", "run_part"]
+           "device_description", "epochs_to_converge", "make_report", "reproduce", "run_part", "run_parts", "worker_jobs"]

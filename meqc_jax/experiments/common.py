@@ -236,27 +236,17 @@ RANDOM_BASELINES = ("random_offloading", "random_partitioning")
 
 
 def held_out(system_config: SystemConfig, learned: list, rc: ReproduceConfig, num_envs: int, params, progress: bool):
-    """Every learned policy, baseline and the oracle on the same held-out slots (paired); with
-    `rc.eval_random_factor` > 1 the random baselines' entries come from that many times the instances
-    instead (fresh slots; their ratio to the oracle uses the oracle's mean on the shared slots).
-    Returns the `EvalResult` of the shared slots with those entries replaced in `points`."""
+    """Every learned policy, baseline and the oracle on the same held-out slots (paired), in one program;
+    with `rc.eval_random_factor` > 1 the random baselines are evaluated on that many times the instances
+    (the shared ones first: `evaluate`'s `more_instances`), their ratio to the oracle over the oracle's
+    mean on the shared slots. Returns the `EvalResult`."""
     from meqc_jax.baselines import POLICY_NAMES
     from meqc_jax.evaluate import evaluate
 
-    res = evaluate(system_config, [*learned, *POLICY_NAMES], num_envs=num_envs, num_slots=rc.eval_slots,
-                   seed=rc.seed + 1_000_003, progress=progress, env_params=params,
-                   compiler_options=compiler_options(rc))
-    if rc.eval_random_factor > 1:
-        extra = evaluate(system_config, list(RANDOM_BASELINES), num_envs=num_envs * rc.eval_random_factor,
-                         num_slots=rc.eval_slots, seed=rc.seed + 3_000_017, env_params=params,
-                         compiler_options=compiler_options(rc))
-        for point, more in zip(res.points, extra.points):
-            for name in RANDOM_BASELINES:
-                entry = dict(more[name])
-                entry["ratio_to_oracle"] = entry["mean_cost"] / point["oracle"]["mean_cost"]
-                entry.pop("share_at_optimum", None)  # not paired with the oracle's slots
-                point[name] = entry
-    return res
+    more = {name: rc.eval_random_factor for name in RANDOM_BASELINES} if rc.eval_random_factor > 1 else None
+    return evaluate(system_config, [*learned, *POLICY_NAMES], num_envs=num_envs, num_slots=rc.eval_slots,
+                    seed=rc.seed + 1_000_003, progress=progress, env_params=params,
+                    compiler_options=compiler_options(rc), more_instances=more)
 
 
 def epochs_to_converge(curve: np.ndarray, tol: float = 0.10) -> int:

@@ -21,15 +21,18 @@ class Part:
     report: Callable  # (name, data, rc) -> (markdown lines, [(claim, this run, verdict)])
     weight: float = 1.0  # its share of a quick run's wall time (measured): parallel workers start the longest first
     default: bool = True  # run by a plain `meqc reproduce`; False: only when named (--only, --dynamics)
+    # parts with the same group compile the same programs (same shapes): parallel workers run a group's parts
+    # one after another in one process, so the later ones reuse the first one's compiled programs
+    group: str | None = None
 
 
 PART_LIST = (
     Part("fig4", "training curves at U = E = sizes[0], every preset (MLP and VQC)", training.run, training.report, 60),
     Part("fig5", "training curves at U = E = sizes[1], balanced", training.run, training.report, 35),
     Part("fig6", "training curves at U = E = sizes[2], balanced", training.run, training.report, 45),
-    Part("fig7", "final cost vs edge CPU speed", sweeps.run, sweeps.report, 30),
-    Part("fig8", "final cost vs physical qubits per QPU", sweeps.run, sweeps.report, 30),
-    Part("fig9", "final cost vs qubit lifetime t1", sweeps.run, sweeps.report, 30),
+    Part("fig7", "final cost vs edge CPU speed", sweeps.run, sweeps.report, 12, group="sweeps"),
+    Part("fig8", "final cost vs physical qubits per QPU", sweeps.run, sweeps.report, 10, group="sweeps"),
+    Part("fig9", "final cost vs qubit lifetime t1", sweeps.run, sweeps.report, 10, group="sweeps"),
     Part("fig10", "the oracle's QPU share over t1 x latency weight (not in the paper)", qpu_map.run, qpu_map.report, 15),
     # dynamics-spec.md: state carried between slots, one part per registered scenario (opt-in)
     *(Part(name, f"{scen}: every policy over an episode, drift-plus-penalty vs V, the clairvoyant gap",

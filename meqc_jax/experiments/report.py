@@ -27,7 +27,7 @@ def make_report(results: dict, rc: ReproduceConfig) -> str:
                   + (" at U = E = " + str(rc.sizes[0]) + " and the same user-slots at the larger sizes"
                      if rc.eval_same_user_slots else "")
                   + " (paired with the baselines and the oracle"
-                  + (f"; the two random baselines, the noisiest costs, on {rc.eval_random_factor} x as many fresh instances"
+                  + (f"; the two random baselines, the noisiest costs, on {rc.eval_random_factor} x as many instances, the shared ones among them"
                      if rc.eval_random_factor > 1 else "")
                   + "). Costs are the mean system cost per slot (Eq. 12), "
                   "with their 95 % intervals.", ""]
