@@ -105,19 +105,19 @@ def carry_metrics(state, c=None, slot_s: float = 1.0) -> dict:
 
 
 def chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, transitions: str, compiler_options=None,
-                 shared_envs: int | None = None, wide: Sequence[bool] | None = None, transition: bool = True):
+                 counts: Sequence[int] | None = None, transition: bool = True):
     """One jitted program for all policies: a `lax.scan` over `chunk` slots, vmapped over [P, N]
     instances. `transitions="shared"`: every policy acts on the same state and is priced on the same
     slot, then one env transition serves them all (valid while tasks never depend on actions);
     `"per_policy"`: the scan carries one (obs, state) per policy, each stepped with the same keys.
-    With `shared_envs` (shared transitions only) the carry holds more instances than that: the policies
-    flagged in `wide` act on all of them, the others on the first `shared_envs` (`evaluate`'s `more_instances`).
+    `counts` (shared transitions only): the carry holds max(counts) instances and policy i acts on the first
+    counts[i] of them (`evaluate`'s `more_instances`).
     `transition=False` (shared transitions, a one-slot evaluation): no env transition after the slot is priced
     (the program is then a third smaller; the carry comes back as it went in).
     Cached by (config, policy functions, chunk, path) so that repeated evaluations compile once."""
-    wide = tuple(bool(w) for w in wide) if wide is not None else (False,) * len(pols)
+    counts = None if counts is None else tuple(int(c) for c in counts)
     cache_key = (env.config, tuple((p.name, p.act, p.act_with) for p in pols), chunk, transitions, compiler_options,
-                 shared_envs, wide, transition)
+                 counts, transition)
     if cache_key in _RUNNER_CACHE:
         return _RUNNER_CACHE[cache_key]
 
@@ -155,14 +155,16 @@ def chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, transitions: 
         k_env, k_act = split_slot(slot_key)
         shape = obs.shape[:2]
         env_keys = split2(k_env, shape)  # the same slot and arbitration draws for every policy
-        # the shared instances lead the carry; split keys are prefix-stable (a count's first n keys are
-        # split(key, n)), so a policy on the first n sees what an evaluation of n instances would show it
-        narrow = shape if shared_envs is None else (shape[0], shared_envs)
-        few = (obs, state, env_keys) if shared_envs is None else first((obs, state, env_keys), shared_envs)
+        # with `counts`, policy i sees the first counts[i] instances; split keys are prefix-stable (a count's
+        # first n keys are split(key, n)), so it sees what an evaluation of that many instances would show it
+        views = {shape[1]: (obs, state, env_keys)}
         metrics = []
         for i, act in enumerate(acts):
-            o, s, k, sh = (obs, state, env_keys, shape) if wide[i] else (*few, narrow)
-            action = act(pol_params[i], split2(fold(k_act, i), sh), s, o)
+            n = shape[1] if counts is None else counts[i]
+            if n not in views:
+                views[n] = first((obs, state, env_keys), n)
+            o, s, k = views[n]
+            action = act(pol_params[i], split2(fold(k_act, i), (shape[0], n)), s, o)
             metrics.append(slot_metrics(price(k, s, action)))
         # the transition does not depend on the action: step with any one (here: local's shape)
         U = state.scenario.f_local.shape[-1]
@@ -293,8 +295,8 @@ def evaluate(
     `more_instances` ({policy name: factor}, shared transitions only): that policy is evaluated on factor x
     `num_envs` instances in the same program, the first `num_envs` being the shared ones (its numbers there are
     what a plain evaluation would give it) -- narrower intervals for a noisy, cheap policy without a second
-    program. Its `per_slot` arrays are that much wider; its summary covers all of its instances, its
-    `ratio_to_oracle` divides by the oracle's mean on the shared ones and `share_at_optimum` is taken there.
+    program. Its `per_slot` arrays are that much wider and its summary covers all of its instances, except
+    `ratio_to_oracle` and `share_at_optimum`, taken on the shared ones (paired with the oracle's slots).
     """
     for name, v in (("num_envs", num_envs), ("num_slots", num_slots), ("chunk", chunk)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -312,7 +314,7 @@ def evaluate(
         raise ValueError(f"evaluate: transitions='shared' is invalid for dynamics {config.dynamics!r}: actions change "
                          "later slots there; allowed: auto, per_policy")
     factors = _instance_factors(more_instances, names, transitions)
-    shared_envs, total_envs = num_envs, num_envs * max(factors)
+    total_envs = num_envs * max(factors)
     swept = env_params is not None
     if not swept:
         env_params = MEQCEnv.stack_params([env.default_params()])
@@ -347,9 +349,8 @@ def evaluate(
     chunk_keys = sharding.place(chunk_keys, mesh, 0)
 
     t0 = time.perf_counter()
-    widened = total_envs > shared_envs
-    run = chunk_runner(env, pols, chunk, transitions, compiler_options, shared_envs if widened else None,
-                       [f > 1 for f in factors] if widened else None, transition=num_slots > 1)
+    run = chunk_runner(env, pols, chunk, transitions, compiler_options,
+                       [num_envs * f for f in factors] if total_envs > num_envs else None, transition=num_slots > 1)
     carry = sharding.place(reset_batched(config)(reset_keys, env_params), mesh, 2)  # (obs, state)
     if transitions == "per_policy":
         carry = tuple(carry for _ in pols)  # every policy starts from the same states
@@ -372,10 +373,10 @@ def evaluate(
     wall = {"all": time.perf_counter() - t0}
 
     flat = {n: {m: v.reshape(v.shape[0], -1) for m, v in per_slot[n].items()} for n in names}  # [T, P N]
-    summary = _summaries(flat, names, shared_envs)
+    summary = _summaries(flat, names, num_envs, P)
     points = None
     if swept:
-        points = [_summaries({n: {m: v[:, p] for m, v in per_slot[n].items()} for n in names}, names, shared_envs)
+        points = [_summaries({n: {m: v[:, p] for m, v in per_slot[n].items()} for n in names}, names, num_envs)
                   for p in range(P)]
     else:
         per_slot = {n: {m: v[:, 0] for m, v in per_slot[n].items()} for n in names}
@@ -383,20 +384,23 @@ def evaluate(
                       transitions)
 
 
-def _summaries(per_slot: dict[str, dict[str, np.ndarray]], names, shared_envs: int | None = None
+def _summaries(per_slot: dict[str, dict[str, np.ndarray]], names, shared_envs: int | None = None, points: int = 1
                ) -> dict[str, dict[str, float]]:
-    """Per policy: `_summarize`, plus ratios to the oracle when it was evaluated. Costs are [T, N]
-    (or [T, P N], points major); a policy on more instances (`more_instances`) is paired with the oracle
-    on its first `shared_envs` instances per point."""
+    """Per policy: `_summarize`, plus its ratio to the oracle when the oracle was evaluated. Costs are
+    [T, N] (or [T, P N] over `points`, points major); a policy on more instances (`more_instances`) is
+    compared with the oracle on the first `shared_envs` instances of each point, the slots they share (paired)."""
     summary = {name: _summarize(per_slot[name]) for name in names}
+
+    def shared(cost):  # [T, P x M] -> its shared [T, P x shared_envs]
+        if shared_envs is None or cost.shape[1] == points * shared_envs:
+            return cost
+        return cost.reshape(cost.shape[0], points, -1)[:, :, :shared_envs].reshape(cost.shape[0], -1)
+
     if "oracle" in per_slot:
-        opt = per_slot["oracle"]["cost"].astype(np.float64)
+        opt = shared(per_slot["oracle"]["cost"].astype(np.float64))
         for name in names:
-            cost = per_slot[name]["cost"].astype(np.float64)
+            cost = shared(per_slot[name]["cost"].astype(np.float64))
             summary[name]["ratio_to_oracle"] = float(cost.mean() / opt.mean())
-            if cost.shape != opt.shape:  # [T, P x (f N)] -> its shared [T, P x N]
-                T, points = opt.shape[0], opt.shape[1] // shared_envs
-                cost = cost.reshape(T, points, -1)[:, :, :shared_envs].reshape(T, -1)
             summary[name]["share_at_optimum"] = float(np.mean(cost <= opt * (1 + 1e-4)))
     return summary
 
@@ -410,8 +414,6 @@ def _instance_factors(more_instances, names: list[str], transitions: str) -> lis
         if not isinstance(f, int) or isinstance(f, bool) or not 1 <= f <= 1000:
             raise ValueError(f"evaluate: more_instances[{name!r}]={f!r} is invalid: allowed an integer in [1, 1000]")
     factors = [more.get(n, 1) for n in names]
-    if len(set(f for f in factors if f > 1)) > 1:
-        raise ValueError(f"evaluate: more_instances={more} is invalid: allowed one factor shared by the widened policies")
     if max(factors) > 1 and transitions != "shared":
         raise ValueError("evaluate: more_instances is invalid with per-policy trajectories (actions change later "
                          "slots): allowed only where one transition serves every policy (a memoryless model)")

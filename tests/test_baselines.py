@@ -234,25 +234,30 @@ def test_more_instances_widens_one_policy_in_the_same_program_and_changes_no_oth
     env = MEQCEnv(base)
     params = MEQCEnv.stack_params([env.default_params(), env.params_for(base.replace(t1_ms=1000.0))])
     names = ["local", "random_offloading", "greedy", "oracle"]
-    for slots in (1, 3):  # one slot: the program prices without the env transition after it
-        plain = evaluate(base, names, num_envs=8, num_slots=slots, seed=4, env_params=params)
-        wide = evaluate(base, names, num_envs=8, num_slots=slots, seed=4, env_params=params,
-                        more_instances={"random_offloading": 3})
-        big = evaluate(base, names, num_envs=24, num_slots=slots, seed=4, env_params=params)
-        for name in names:  # [T, P, N]: the shared instances lead, the widened policy's are those of 24 instances
-            want = (big if name == "random_offloading" else plain).per_slot[name]
-            for m, v in want.items():
-                np.testing.assert_array_equal(wide.per_slot[name][m], v, err_msg=f"{slots} slots: {name} {m}")
-        ro, opt = wide.points[1]["random_offloading"], plain.points[1]["oracle"]
-        assert ro["mean_cost"] == big.points[1]["random_offloading"]["mean_cost"] and ro["slots"] == 24 * slots
-        assert ro["ratio_to_oracle"] == pytest.approx(ro["mean_cost"] / opt["mean_cost"])
-        assert ro["share_at_optimum"] == plain.points[1]["random_offloading"]["share_at_optimum"]  # paired: shared ones
-        assert wide.points[0]["greedy"] == plain.points[0]["greedy"]
-    one = evaluate(base, names, num_envs=8, num_slots=1, seed=4, env_params=params)
-    np.testing.assert_array_equal(one.per_slot["oracle"]["cost"], plain.per_slot["oracle"]["cost"][:1])
+    more = {"random_offloading": 3, "local": 2}
+    plain, wide = {}, {}
+    for slots in (1, 2):  # one slot: the program prices without the env transition after it
+        plain[slots] = evaluate(base, names, num_envs=8, num_slots=slots, seed=4, env_params=params)
+        wide[slots] = evaluate(base, names, num_envs=8, num_slots=slots, seed=4, env_params=params, more_instances=more)
+        for name in names:  # [T, P, N]: the shared instances lead, so each policy's first 8 are the plain run's
+            for m, v in plain[slots].per_slot[name].items():
+                np.testing.assert_array_equal(wide[slots].per_slot[name][m][:, :, :8], v, err_msg=f"{slots}: {name} {m}")
+            assert wide[slots].per_slot[name]["cost"].shape[-1] == 8 * more.get(name, 1)
+        for name in ("random_offloading", "local"):  # paired with the oracle: on the shared instances
+            for key in ("ratio_to_oracle", "share_at_optimum"):
+                assert wide[slots].summary[name][key] == plain[slots].summary[name][key], (name, key)
+                assert wide[slots].points[1][name][key] == plain[slots].points[1][name][key], (name, key)
+        assert wide[slots].points[0]["greedy"] == plain[slots].points[0]["greedy"]
+    # a widened policy's instances are those of an evaluation of that many (here at one slot)
+    big = evaluate(base, names, num_envs=24, num_slots=1, seed=4, env_params=params)
+    np.testing.assert_array_equal(wide[1].per_slot["random_offloading"]["cost"], big.per_slot["random_offloading"]["cost"])
+    np.testing.assert_array_equal(wide[1].per_slot["local"]["cost"], big.per_slot["local"]["cost"][:, :, :16])
+    ro = wide[1].points[1]["random_offloading"]
+    assert ro["mean_cost"] == big.points[1]["random_offloading"]["mean_cost"] and ro["slots"] == 24
+    # the one-slot program (no transition) prices the first slot as the two-slot one does
+    np.testing.assert_array_equal(plain[1].per_slot["oracle"]["cost"], plain[2].per_slot["oracle"]["cost"][:1])
     for bad, match in (({"greedy2": 2}, "more_instances names 'greedy2'"),
-                       ({"local": 0}, r"more_instances\['local'\]=0 is invalid"),
-                       ({"local": 2, "greedy": 3}, "one factor shared")):
+                       ({"local": 0}, r"more_instances\['local'\]=0 is invalid")):
         with pytest.raises(ValueError, match=match):
             evaluate(base, names, num_envs=2, num_slots=1, more_instances=bad)
     with pytest.raises(ValueError, match="more_instances is invalid with per-policy trajectories"):

@@ -26,7 +26,8 @@ def test_every_figure_writes_png_csv_json_and_the_report(tiny_run):
         assert os.path.getsize(os.path.join(out, name)) > 0, name
     report = open(os.path.join(out, "report.md")).read()
     assert "## Paper claim vs this run" in report and "Fig. 9" in report and "not comparable" in report
-    assert "## Where the time went" in report
+    assert "## Where the time went" in report and "ran side by side in 2 processes" in report
+    assert f"for {len(results)} part(s) in 2 process(es)" in report  # the run's own wall time, not the parts' sum
     for part in results:  # every part says how many programs it compiled (0: all reused) and for how long
         c = results[part]["compile"]
         assert c["programs"] >= 0 and 0 <= c["compile_s"] <= results[part]["wall_s"]

@@ -114,6 +114,7 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"reproduce: workers={workers!r} is invalid: allowed an integer >= 1")
     os.makedirs(out, exist_ok=True)
+    t_start = time.perf_counter()
     atomic_write_json(os.path.join(out, "reproduce_config.json"), rc.to_dict())
     results, todo = {}, []
     for part in PARTS:
@@ -161,7 +162,8 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_
         if first_error is not None:
             raise first_error
     results = {p: results[p] for p in PARTS if p in results}
-    atomic_write_text(os.path.join(out, "report.md"), make_report(results, rc))
+    run = {"wall_s": time.perf_counter() - t_start, "workers": max(workers, 1), "parts": todo}
+    atomic_write_text(os.path.join(out, "report.md"), make_report(results, rc, run))
     return results
 
 

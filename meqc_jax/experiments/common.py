@@ -52,6 +52,9 @@ class ReproduceConfig:
     # evaluated on this many times the held-out instances, on fresh slots, so that their intervals are as
     # narrow as the others'; 1: only on the shared, paired slots
     eval_random_factor: int = 1
+    # the learned policies (cheap to act, and the VQC's costs vary most between instances) on this many times the
+    # held-out instances too (the shared ones first); their ratio to the oracle stays paired, on the shared slots
+    eval_learned_factor: int = 1
     # one actor-critic shared by every device (PPOConfig.shared_params) instead of the paper's one per device:
     # quick mode's choice (it learns fastest per second, docs/learning.md "Quick mode")
     shared_params: bool = False
@@ -130,6 +133,7 @@ class ReproduceConfig:
         c.choice("shared_params", (False, True))
         c.choice("oracle_lp_first", (False, True))
         c.integer("eval_random_factor", 1, 1000)
+        c.integer("eval_learned_factor", 1, 1000)
         c.choice("scenario", tuple(SCENARIOS))
         for name, hi in (("dyn_epochs", 10**5), ("dyn_envs", 2**16), ("dyn_slots", 10**5), ("dyn_eval_envs", 10**5),
                          ("dyn_minibatches", 2**16), ("dyn_small", 8), ("dyn_size", 1000), ("dyn_horizon", 100), ("dyn_bound_instances", 10**4)):
@@ -161,10 +165,11 @@ class ReproduceConfig:
         shared by the devices; 20 epochs at U = E = 10 (Fig. 4; the VQC 10), 10 for the sweeps and at
         U = E = 20 and 30 (every count a multiple of `chunk`, so each size compiles one training program); a
         held-out set of 4096 slots at U = E = 10 and the same user-slots at the larger sizes, the random
-        baselines on 4 x as many."""
+        baselines on 4 x as many and the learned policies on 2 x (every interval under 2 % of its mean)."""
         base = dict(seeds=1, epochs_mlp=20, epochs_vqc=10, epochs_sweep=10, epochs_large=10, envs=64,
                     slots_per_epoch=50, minibatches=64, update_epochs=2, lr=3e-3, hidden=(64, 64), shared_params=True,
-                    chunk=5, eval_envs=4096, eval_slots=1, eval_same_user_slots=True, eval_random_factor=4, oracle_lp_first=True,
+                    chunk=5, eval_envs=4096, eval_slots=1, eval_same_user_slots=True, eval_random_factor=4, eval_learned_factor=2,
+                    oracle_lp_first=True,
                     f_edge_ghz=(5.0, 15.0, 30.0), phys_qubits=(1000, 5000, 20000),
                     t1_ms=(0.1, 10.0, 1000.0), map_t1_ms=(0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0),
                     map_lam_d=(0.1, 0.5, 0.9), map_envs=8, map_slots=4, vqc_figures=("fig4",), fast_compile=True,
@@ -237,13 +242,14 @@ RANDOM_BASELINES = ("random_offloading", "random_partitioning")
 
 def held_out(system_config: SystemConfig, learned: list, rc: ReproduceConfig, num_envs: int, params, progress: bool):
     """Every learned policy, baseline and the oracle on the same held-out slots (paired), in one program;
-    with `rc.eval_random_factor` > 1 the random baselines are evaluated on that many times the instances
-    (the shared ones first: `evaluate`'s `more_instances`), their ratio to the oracle over the oracle's
-    mean on the shared slots. Returns the `EvalResult`."""
+    with `rc.eval_random_factor` (`rc.eval_learned_factor`) > 1 the random baselines (the learned policies)
+    are evaluated on that many times the instances, the shared ones first (`evaluate`'s `more_instances`;
+    their ratios to the oracle stay on the shared slots). Returns the `EvalResult`."""
     from meqc_jax.baselines import POLICY_NAMES
     from meqc_jax.evaluate import evaluate
 
-    more = {name: rc.eval_random_factor for name in RANDOM_BASELINES} if rc.eval_random_factor > 1 else None
+    more = {**{name: rc.eval_random_factor for name in RANDOM_BASELINES},
+            **{pol.name: rc.eval_learned_factor for pol in learned}}
     return evaluate(system_config, [*learned, *POLICY_NAMES], num_envs=num_envs, num_slots=rc.eval_slots,
                     seed=rc.seed + 1_000_003, progress=progress, env_params=params,
                     compiler_options=compiler_options(rc), more_instances=more)

@@ -7,12 +7,18 @@ from meqc_jax.experiments.common import ReproduceConfig, device_description
 from meqc_jax.experiments.parts import DEFAULT_PARTS, PART_LIST
 
 
-def make_report(results: dict, rc: ReproduceConfig) -> str:
-    """`report.md`: settings, a section per finished part, and "paper claim vs this run"."""
+def make_report(results: dict, rc: ReproduceConfig, run: dict | None = None) -> str:
+    """`report.md`: settings, a section per finished part, and "paper claim vs this run". `run` (from
+    `reproduce`): {"wall_s": the run's wall seconds, "workers": its processes, "parts": the parts it ran}."""
     lines = ["# Reproduction of the paper's experiments", ""]
     walls = sum(r.get("wall_s", 0.0) for r in results.values())
     device = next((r["device"] for r in results.values() if "device" in r), None) or device_description()
-    head = f"Mode: {'quick' if rc.quick_mode else 'full'}; device: {device}; wall time of the parts in this folder: {walls:.0f} s."
+    head = f"Mode: {'quick' if rc.quick_mode else 'full'}; device: {device}; "
+    if run and run.get("parts"):
+        head += (f"this run took {run['wall_s']:.0f} s of wall time for {len(run['parts'])} part(s) in "
+                 f"{run['workers']} process(es); the parts' own times, summed: {walls:.0f} s.")
+    else:
+        head += f"wall time of the parts in this folder: {walls:.0f} s."
     if not set(results) & set(DEFAULT_PARTS):  # only opt-in parts: each states its own settings
         lines += [head + " The settings of each part are stated in its section.", ""]
     else:
@@ -27,8 +33,11 @@ def make_report(results: dict, rc: ReproduceConfig) -> str:
                   + (" at U = E = " + str(rc.sizes[0]) + " and the same user-slots at the larger sizes"
                      if rc.eval_same_user_slots else "")
                   + " (paired with the baselines and the oracle"
-                  + (f"; the two random baselines, the noisiest costs, on {rc.eval_random_factor} x as many instances, the shared ones among them"
+                  + (f"; the two random baselines, the noisiest costs, on {rc.eval_random_factor} x as many instances"
                      if rc.eval_random_factor > 1 else "")
+                  + (f"; the learned policies on {rc.eval_learned_factor} x as many" if rc.eval_learned_factor > 1 else "")
+                  + ("; the shared instances among them, and their ratios to the oracle on those"
+                     if max(rc.eval_random_factor, rc.eval_learned_factor) > 1 else "")
                   + "). Costs are the mean system cost per slot (Eq. 12), "
                   "with their 95 % intervals.", ""]
     claims = []
@@ -39,8 +48,12 @@ def make_report(results: dict, rc: ReproduceConfig) -> str:
             claims += part_claims
     timed = [p.name for p in PART_LIST if p.name in results and "compile" in results[p.name]]
     if timed:
-        lines += ["## Where the time went", "",
-                  "| part | wall s | XLA programs compiled | compiling s | running s |", "|---|---|---|---|---|"]
+        lines += ["## Where the time went", ""]
+        if run and run.get("workers", 1) > 1:
+            lines += [f"The parts ran side by side in {run['workers']} processes sharing the machine's cores, so their "
+                      "times overlap and include waiting for a core; a part that reuses programs another part of its "
+                      "process compiled (or the persistent compilation cache holds) counts none of them.", ""]
+        lines += ["| part | wall s | XLA programs compiled | compiling s | running s |", "|---|---|---|---|---|"]
         for name in timed:
             r = results[name]
             c = r["compile"]
