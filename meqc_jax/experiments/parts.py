@@ -32,9 +32,7 @@ PART_LIST = (
     Part("fig6", "training curves at U = E = sizes[2], balanced", training.run, training.report, 45),
     Part("fig7", "final cost vs edge CPU speed", sweeps.run, sweeps.report, 12, group="sweeps"),
     Part("fig8", "final cost vs physical qubits per QPU", sweeps.run, sweeps.report, 10, group="sweeps"),
-    # not in the group: queued last, it balances the two workers' ends, and by then the persistent compilation cache
-    # holds the sweeps' programs (Figs. 4 and 7 compiled them), so the other worker pays only their tracing
-    Part("fig9", "final cost vs qubit lifetime t1", sweeps.run, sweeps.report, 10),
+    Part("fig9", "final cost vs qubit lifetime t1", sweeps.run, sweeps.report, 10, group="sweeps"),
     Part("fig10", "the oracle's QPU share over t1 x latency weight (not in the paper)", qpu_map.run, qpu_map.report, 15),
     # dynamics-spec.md: state carried between slots, one part per registered scenario (opt-in)
     *(Part(name, f"{scen}: every policy over an episode, drift-plus-penalty vs V, the clairvoyant gap",
