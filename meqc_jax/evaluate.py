@@ -406,7 +406,12 @@ def _summaries(per_slot: dict[str, dict[str, np.ndarray]], names, shared_envs: i
 
 
 def _instance_factors(more_instances, names: list[str], transitions: str) -> list[int]:
-    """Each policy's instance factor from `evaluate`'s `more_instances` (validated: one-line ValueError)."""
+    """Each policy's instance factor from `evaluate`'s `more_instances` (validated: one-line ValueError). Only
+    the estimates change: every policy is priced by the same slot cost (Eq. 12) on the same slots as the oracle
+    (model-spec section 11), a widened one on more of them."""
+    if more_instances is not None and not isinstance(more_instances, dict):
+        raise ValueError(f"evaluate: more_instances={more_instances!r} is invalid: allowed a dict of policy name -> "
+                         "integer factor in [1, 1000]")
     more = dict(more_instances or {})
     for name, f in more.items():
         if name not in names:

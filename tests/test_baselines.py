@@ -257,7 +257,8 @@ def test_more_instances_widens_one_policy_in_the_same_program_and_changes_no_oth
     # the one-slot program (no transition) prices the first slot as the two-slot one does
     np.testing.assert_array_equal(plain[1].per_slot["oracle"]["cost"], plain[2].per_slot["oracle"]["cost"][:1])
     for bad, match in (({"greedy2": 2}, "more_instances names 'greedy2'"),
-                       ({"local": 0}, r"more_instances\['local'\]=0 is invalid")):
+                       ({"local": 0}, r"more_instances\['local'\]=0 is invalid"),
+                       ([("local", 2)], r"more_instances=\[\('local', 2\)\] is invalid: allowed a dict")):
         with pytest.raises(ValueError, match=match):
             evaluate(base, names, num_envs=2, num_slots=1, more_instances=bad)
     with pytest.raises(ValueError, match="more_instances is invalid with per-policy trajectories"):
