@@ -48,6 +48,40 @@ def _load_metrics(path: str, cls):
         return cls(**{n: f[n] for n in f.files})
 
 
+def _initial_state(learner: Learner, seeds: list[int], chunk, env_params, devices, caller: str):
+    """The runs' initial training state, batched over seeds and placed on the devices as `fit` trains it."""
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+        raise ValueError(f"{caller}: chunk={chunk!r} is invalid: allowed an integer >= 1")
+    keys = jnp.stack([jax.random.key(s) for s in seeds])
+    if env_params is None:
+        env_params = MEQCEnv.stack_params([learner.env.default_params()] * len(seeds))
+    elif int(jax.tree.leaves(env_params)[0].shape[0]) != len(seeds):
+        raise ValueError(f"{caller}: env_params has {jax.tree.leaves(env_params)[0].shape[0]} entries, "
+                         f"seeds {len(seeds)}")
+    mesh = sharding.batch_mesh(("runs", "envs"), (len(seeds), learner.num_envs), devices)
+    keys, env_params = sharding.place((keys, env_params), mesh)
+    return sharding.place(learner.init_batch(keys, env_params), mesh, learner.state_batch_axes)
+
+
+def precompile(learner: Learner, seeds, chunk: int = 10, env_params=None, devices=None) -> int:
+    """Compile the programs `fit(learner, seeds, chunk, env_params=..., devices=...)` runs -- the runs'
+    initialization and one training program per chunk length it will use -- without training.
+
+    Its use is JAX's persistent compilation cache (`compilation.enable_persistent_cache`): a process that
+    precompiles leaves the programs on disk, and another process's `fit` of the same learner and shapes
+    then loads them instead of compiling (`meqc reproduce` has one worker compile what another will train
+    later). Everything `fit` computes is unchanged. Returns how many training programs were compiled here."""
+    seeds = [int(s) for s in seeds]
+    state = _initial_state(learner, seeds, chunk, env_params, devices, "precompile")
+    lengths = {min(chunk, learner.epochs)}  # every chunk but the last; the last is shorter where chunk does not divide
+    if learner.epochs > chunk and learner.epochs % chunk:
+        lengths.add(learner.epochs % chunk)
+    before = learner.compiled_chunks
+    for n in sorted(lengths):
+        learner.compiled_chunk(state, n)
+    return learner.compiled_chunks - before
+
+
 def fit(learner: Learner, seeds, chunk: int = 10, ckpt_dir: str | None = None, resume: bool = True,
         progress: bool = False, on_chunk=None, env_params=None, devices=None):
     """Train one run per seed for `learner.epochs` epochs in chunks of `chunk` epochs.
@@ -70,17 +104,8 @@ def fit(learner: Learner, seeds, chunk: int = 10, ckpt_dir: str | None = None, r
     import orbax.checkpoint as ocp
 
     epochs = learner.epochs
-    if not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"fit: chunk={chunk!r} is invalid: allowed an integer >= 1")
     seeds = [int(s) for s in seeds]
-    keys = jnp.stack([jax.random.key(s) for s in seeds])
-    if env_params is None:
-        env_params = MEQCEnv.stack_params([learner.env.default_params()] * len(seeds))
-    elif int(jax.tree.leaves(env_params)[0].shape[0]) != len(seeds):
-        raise ValueError(f"fit: env_params has {jax.tree.leaves(env_params)[0].shape[0]} entries, seeds {len(seeds)}")
-    mesh = sharding.batch_mesh(("runs", "envs"), (len(seeds), learner.num_envs), devices)
-    keys, env_params = sharding.place((keys, env_params), mesh)
-    state = sharding.place(learner.init_batch(keys, env_params), mesh, learner.state_batch_axes)
+    state = _initial_state(learner, seeds, chunk, env_params, devices, "fit")
     history: list = []
     done = 0
     ckpt = ocp.StandardCheckpointer() if ckpt_dir else None
@@ -118,4 +143,4 @@ def fit(learner: Learner, seeds, chunk: int = 10, ckpt_dir: str | None = None, r
     return state, _concat(history)
 
 
-__all__ = ["METRICS_FILE", "checkpoints", "fit"]
+__all__ = ["METRICS_FILE", "checkpoints", "fit", "precompile"]

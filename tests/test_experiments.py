@@ -160,7 +160,7 @@ def test_parallel_workers_get_each_group_as_one_job_and_a_failing_part_stops_no_
     import meqc_jax.experiments as ex
 
     jobs = ex.worker_jobs(list(DEFAULT_PARTS))
-    assert ["fig7", "fig8", "fig9"] in jobs  # the sweeps share their programs: one worker, in order
+    assert ["fig4", "fig7", "fig8", "fig9"] in jobs  # Fig. 4 and the sweeps share programs: one worker, in order
     assert sorted(p for job in jobs for p in job) == sorted(DEFAULT_PARTS)
     weights = [sum(ex.PARTS_BY_NAME[p].weight for p in job) for job in jobs]
     assert weights == sorted(weights, reverse=True)  # the heaviest job starts first
@@ -174,3 +174,23 @@ def test_parallel_workers_get_each_group_as_one_job_and_a_failing_part_stops_no_
     outcome = ex.run_parts(["fig7", "fig8", "fig9"], None, "/tmp/unused")
     assert [p for p, _ in outcome] == ["fig7", "fig8", "fig9"]
     assert isinstance(outcome[1][1], RuntimeError) and outcome[2][1] == {"part": "fig9"}
+
+
+def test_fig4s_vqc_training_is_compiled_ahead_for_its_part():
+    from meqc_jax.compilation import CompileCounter
+    from meqc_jax.experiments import ahead_of_time, common, run_precompile
+
+    rc = ReproduceConfig.quick(epochs_mlp=2, epochs_vqc=2, envs=2, slots_per_epoch=10, minibatches=2, chunk=2,
+                               sizes=(3, 3, 3), seeds=1)
+    assert ahead_of_time(["fig4", "fig5", "fig7", "fig10"], rc) == ["fig4"]  # quick mode: the VQC in Fig. 4 only
+    assert ahead_of_time(["fig4"], ReproduceConfig.quick(vqc_figures=())) == []
+    info = run_precompile("fig4", rc)
+    assert info["what"] == ["vqc training"] and info["compile"]["programs"] >= 2 and info["wall_s"] > 0
+    # what Fig. 4 then trains (its VQC on the three presets) compiles nothing: in this process the learner holds
+    # the programs, in another the persistent compilation cache would
+    system = common.system(rc, 3)
+    configs = [system.replace(preset=p) for p in ("balanced", "delay", "energy")]
+    with CompileCounter() as cc:
+        learner, _, metrics, runs, _ = common.train(system, "vqc", rc, configs, None, False)
+    assert cc.programs == 0 and learner.compiled_chunks == 1 and len(runs) == 3
+    assert np.isfinite(np.asarray(metrics.cost)).all()

@@ -15,7 +15,7 @@ from meqc_jax.agents.networks import HybridOutput
 from meqc_jax.evaluate import evaluate
 from meqc_jax.learners import losses, metrics_table
 from meqc_jax.learners.ppo import METRIC_NAMES, PPOConfig, make_train, seed_params
-from meqc_jax.loop import fit
+from meqc_jax.loop import fit, precompile
 
 SYS = SystemConfig(num_users=3, num_servers=2, slots_per_episode=16)
 TINY = dict(num_envs=4, num_minibatches=4, hidden=(32, 32))
@@ -184,6 +184,37 @@ def test_a_training_too_large_for_the_device_is_refused_before_it_runs(monkeypat
     monkeypatch.undo()
     _, m = fit(tr, [0, 1], chunk=2)  # on the real device it fits (XLA's plan: a few hundred KiB)
     assert np.isfinite(metrics_table(m)).all() and tr.compiled_chunks == 1
+
+
+def test_runs_of_other_lengths_share_the_compiled_programs():
+    from meqc_jax.compilation import CompileCounter
+
+    short = make_train(SYS, PPOConfig(epochs=2, **TINY), scale=97.0)
+    long = make_train(SYS, PPOConfig(epochs=4, **TINY), scale=97.0)
+    assert (short.epochs, long.epochs) == (2, 4)  # each its own run length ...
+    assert long.chunk_program is short.chunk_program and long.init_program is short.init_program  # ... one program
+    _, m_short = fit(short, [0], chunk=2)
+    with CompileCounter() as cc:
+        _, m_long = fit(long, [0], chunk=2)
+    assert cc.programs == 0 and long.compiled_chunks == short.compiled_chunks == 1
+    np.testing.assert_array_equal(metrics_table(m_long)[:, :2], metrics_table(m_short))  # the same first epochs
+    # an annealed step size depends on the run's length: no sharing there
+    a2 = make_train(SYS, PPOConfig(epochs=2, anneal_lr=True, **TINY), scale=97.0)
+    a4 = make_train(SYS, PPOConfig(epochs=4, anneal_lr=True, **TINY), scale=97.0)
+    assert a2.chunk_program is not a4.chunk_program
+
+
+def test_precompile_compiles_every_program_fit_runs():
+    from meqc_jax.compilation import CompileCounter
+
+    tr = make_train(SYS, PPOConfig(epochs=5, **TINY), scale=96.0)
+    assert precompile(tr, [0, 1], chunk=2) == 2  # 5 epochs in chunks of 2: lengths 2 and 1
+    assert precompile(tr, [0, 1], chunk=2) == 0  # already there
+    with CompileCounter() as cc:
+        _, m = fit(tr, [0, 1], chunk=2)
+    assert cc.programs == 0 and tr.compiled_chunks == 2 and np.isfinite(metrics_table(m)).all()
+    with pytest.raises(ValueError, match=r"precompile: chunk=0 is invalid: allowed an integer >= 1"):
+        precompile(tr, [0], chunk=0)
 
 
 def test_shared_parameters_option():

@@ -16,7 +16,11 @@ rebuilt from the parts' JSON at the end.
 Speed: runs that share shapes share one compiled program. Seeds and sweep values are vmapped
 together: a sweep value becomes traced `EnvParams` (`MEQCEnv.params_for`), so e.g. the six edge
 CPU speeds of Fig. 7 x the seeds train as one batch, and all policies are evaluated on the same
-slots (common random numbers) in one program per policy.
+slots (common random numbers) in one program per policy. Parts that share programs run in one
+process (`Part.group`: Fig. 4 and the sweeps train at the same size; learners that differ only in
+their number of epochs share their compiled programs), and with parallel workers and the persistent
+compilation cache a second worker compiles what a part reaches late (`Part.precompile`: Fig. 4's
+VQC training) while the part trains its first learner.
 """
 
 from __future__ import annotations
@@ -55,6 +59,22 @@ def run_parts(parts: list[str], rc: ReproduceConfig, out: str) -> list[tuple[str
         except Exception as e:  # noqa: BLE001 -- handed back to the parent, which reports it
             outcome.append((part, e))
     return outcome
+
+
+def run_precompile(part: str, rc: ReproduceConfig) -> dict:
+    """A worker's job beside the part's own: compile what `part` reaches later (`Part.precompile`) into the
+    persistent compilation cache, so that the part's worker loads it instead of compiling. Returns what was
+    compiled, the seconds it took and the compile counts."""
+    t0 = time.perf_counter()
+    with CompileCounter() as compiles:
+        what = PARTS_BY_NAME[part].precompile(part, rc)
+    return {"what": what, "wall_s": time.perf_counter() - t0, "compile": compiles.as_dict()}
+
+
+def ahead_of_time(parts: list[str], rc: ReproduceConfig) -> list[str]:
+    """The parts with programs another worker can compile ahead (`Part.precompile`; checked without jax)."""
+    return [p for p in parts
+            if PARTS_BY_NAME[p].precompile is not None and PARTS_BY_NAME[p].precompile(p, rc, dry_run=True)]
 
 
 def worker_jobs(parts: list[str]) -> list[list[str]]:
@@ -104,7 +124,9 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_
     named parts from scratch (their checkpoints removed first).
 
     `workers` > 1 runs the parts in that many fresh processes (spawned, longest job first; the parts of a
-    `Part.group` in one process, one after another, sharing their compiled programs); every
+    `Part.group` in one process, one after another, sharing their compiled programs; with JAX's persistent
+    compilation cache on, a part with `Part.precompile` has the next free worker compile what it reaches later,
+    e.g. Fig. 4's VQC training while Fig. 4 trains its MLP, and loads it from the cache); every
     part's numbers are those of a run in this process (each part seeds itself from `rc`); workers draw
     no progress bars (each part still logs one line when it ends). A part that
     fails does not stop the others: their outputs are written, then the first error is raised."""
@@ -137,7 +159,13 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_
         log(f"{part}: {data['wall_s']:.1f} s ({c['programs']} XLA programs compiled in {c['compile_s']:.1f} s, "
             f"running {max(data['wall_s'] - c['compile_s'], 0.0):.1f} s)")
 
-    workers = min(workers, len(worker_jobs(todo)))
+    import jax
+
+    # compiling ahead pays only where a second worker can do it and a persistent cache hands the programs over
+    cache_dir = jax.config.jax_compilation_cache_dir
+    ahead = ahead_of_time(todo, rc) if workers > 1 and cache_dir else []
+    workers = min(workers, len(worker_jobs(todo)) + len(ahead))
+    compiled_ahead = {}
     if workers <= 1:
         for part in todo:
             done(part, run_part(part, rc, out, progress))
@@ -145,14 +173,27 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        import jax
-
-        cache_dir = jax.config.jax_compilation_cache_dir
         first_error = None
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_start_worker, initargs=(cache_dir,)) as pool:
-            futures = [pool.submit(run_parts, job, rc, out) for job in worker_jobs(todo)]
+            # workers take jobs in this order as they come free: a part's compile-ahead job right after the part's
+            # own, so the next free worker compiles the programs the part reaches later while the part starts
+            futures = {}
+            for job in worker_jobs(todo):
+                futures[pool.submit(run_parts, job, rc, out)] = None
+                for part in job:
+                    if part in ahead:
+                        futures[pool.submit(run_precompile, part, rc)] = part
             for f in as_completed(futures):
+                if futures[f] is not None:  # a compile-ahead job: its failure costs time, never the run
+                    part = futures[f]
+                    try:
+                        info = compiled_ahead[part] = f.result()
+                        log(f"{part}: compiled ahead in another worker: {', '.join(info['what'])} "
+                            f"({info['compile']['programs']} XLA programs, {info['wall_s']:.1f} s)")
+                    except Exception as e:  # noqa: BLE001
+                        log(f"{part}: compiling ahead failed ({type(e).__name__}: {e}); the part compiles its own")
+                    continue
                 for part, outcome in f.result():
                     if isinstance(outcome, Exception):  # keep the other parts' outputs; raise the first at the end
                         log(f"{part}: failed: {type(outcome).__name__}: {outcome}")
@@ -162,10 +203,12 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_
         if first_error is not None:
             raise first_error
     results = {p: results[p] for p in PARTS if p in results}
-    run = {"wall_s": time.perf_counter() - t_start, "workers": max(workers, 1), "parts": todo}
+    run = {"wall_s": time.perf_counter() - t_start, "workers": max(workers, 1), "parts": todo,
+           "compiled_ahead": compiled_ahead}
     atomic_write_text(os.path.join(out, "report.md"), make_report(results, rc, run))
     return results
 
 
 __all__ = ["DEFAULT_PARTS", "DYNAMICS_PARTS", "PARTS", "PARTS_BY_NAME", "PART_LIST", "PRESETS", "Part", "ReproduceConfig", "clear_checkpoints", "default_workers",
-           "device_description", "epochs_to_converge", "make_report", "reproduce", "run_part", "run_parts", "worker_jobs"]
+           "device_description", "epochs_to_converge", "make_report", "ahead_of_time", "reproduce", "run_part",
+           "run_parts", "run_precompile", "worker_jobs"]

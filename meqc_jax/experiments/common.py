@@ -215,14 +215,12 @@ def train_compiler_options(rc: ReproduceConfig):
     return LIGHT_COMPILE if rc.fast_compile else None
 
 
-def train(system_config: SystemConfig, torso: str, rc: ReproduceConfig, configs: list[SystemConfig], ckpt: str,
-          progress: bool, epochs: int | None = None):
-    """One run per (config, seed), vmapped in one program; returns (learner, state, metrics, runs, params).
-    `epochs` overrides the torso's epochs (`rc.epochs_mlp`, `rc.epochs_vqc`)."""
+def _training(system_config: SystemConfig, torso: str, rc: ReproduceConfig, configs: list[SystemConfig],
+              epochs: int | None):
+    """The learner, runs [(config index, seed)] and stacked EnvParams of `train` (nothing compiled yet)."""
     from meqc_jax.env import MEQCEnv
     from meqc_jax.learners import make_learner
     from meqc_jax.learners.ppo import PPOConfig
-    from meqc_jax.loop import fit
 
     if epochs is None:
         epochs = rc.epochs_vqc if torso == "vqc" else rc.epochs_mlp
@@ -232,9 +230,30 @@ def train(system_config: SystemConfig, torso: str, rc: ReproduceConfig, configs:
     env = learner.env
     runs = [(i, s) for i in range(len(configs)) for s in range(rc.seed, rc.seed + rc.seeds)]
     params = MEQCEnv.stack_params([env.params_for(configs[i]) for i, _ in runs])
+    return learner, runs, params
+
+
+def train(system_config: SystemConfig, torso: str, rc: ReproduceConfig, configs: list[SystemConfig], ckpt: str,
+          progress: bool, epochs: int | None = None):
+    """One run per (config, seed), vmapped in one program; returns (learner, state, metrics, runs, params).
+    `epochs` overrides the torso's epochs (`rc.epochs_mlp`, `rc.epochs_vqc`)."""
+    from meqc_jax.loop import fit
+
+    learner, runs, params = _training(system_config, torso, rc, configs, epochs)
     state, metrics = fit(learner, [s for _, s in runs], chunk=rc.chunk, ckpt_dir=ckpt, progress=progress,
                          env_params=params)
     return learner, state, metrics, runs, params
+
+
+def precompile_training(system_config: SystemConfig, torso: str, rc: ReproduceConfig, configs: list[SystemConfig],
+                        epochs: int | None = None) -> int:
+    """Compile the programs `train(...)` with these arguments runs, without training (`loop.precompile`): with
+    the persistent compilation cache on, a `train` in another process then loads them. Returns the training
+    programs compiled."""
+    from meqc_jax.loop import precompile
+
+    learner, runs, params = _training(system_config, torso, rc, configs, epochs)
+    return precompile(learner, [s for _, s in runs], chunk=rc.chunk, env_params=params)
 
 
 RANDOM_BASELINES = ("random_offloading", "random_partitioning")

@@ -24,15 +24,22 @@ class Part:
     # parts with the same group compile the same programs (same shapes): parallel workers run a group's parts
     # one after another in one process, so the later ones reuse the first one's compiled programs
     group: str | None = None
+    # (name, rc, dry_run=False) -> what it compiles: the programs the part reaches late (e.g. Fig. 4's VQC training,
+    # after its MLP's), compiled by another parallel worker into the persistent compilation cache while the part
+    # starts; dry_run only names them (without jax). None: nothing to compile ahead
+    precompile: Callable | None = None
 
 
 PART_LIST = (
-    Part("fig4", "training curves at U = E = sizes[0], every preset (MLP and VQC)", training.run, training.report, 60),
-    Part("fig5", "training curves at U = E = sizes[1], balanced", training.run, training.report, 35),
-    Part("fig6", "training curves at U = E = sizes[2], balanced", training.run, training.report, 45),
-    Part("fig7", "final cost vs edge CPU speed", sweeps.run, sweeps.report, 12, group="sweeps"),
-    Part("fig8", "final cost vs physical qubits per QPU", sweeps.run, sweeps.report, 10, group="sweeps"),
-    Part("fig9", "final cost vs qubit lifetime t1", sweeps.run, sweeps.report, 10, group="sweeps"),
+    Part("fig4", "training curves at U = E = sizes[0], every preset (MLP and VQC)", training.run, training.report, 60,
+         group="u10", precompile=training.precompile),
+    Part("fig5", "training curves at U = E = sizes[1], balanced", training.run, training.report, 35,
+         precompile=training.precompile),
+    Part("fig6", "training curves at U = E = sizes[2], balanced", training.run, training.report, 45,
+         precompile=training.precompile),
+    Part("fig7", "final cost vs edge CPU speed", sweeps.run, sweeps.report, 12, group="u10"),
+    Part("fig8", "final cost vs physical qubits per QPU", sweeps.run, sweeps.report, 10, group="u10"),
+    Part("fig9", "final cost vs qubit lifetime t1", sweeps.run, sweeps.report, 10, group="u10"),
     Part("fig10", "the oracle's QPU share over t1 x latency weight (not in the paper)", qpu_map.run, qpu_map.report, 15),
     # dynamics-spec.md: state carried between slots, one part per registered scenario (opt-in)
     *(Part(name, f"{scen}: every policy over an episode, drift-plus-penalty vs V, the clairvoyant gap",

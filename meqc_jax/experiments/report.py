@@ -9,7 +9,8 @@ from meqc_jax.experiments.parts import DEFAULT_PARTS, PART_LIST
 
 def make_report(results: dict, rc: ReproduceConfig, run: dict | None = None) -> str:
     """`report.md`: settings, a section per finished part, and "paper claim vs this run". `run` (from
-    `reproduce`): {"wall_s": the run's wall seconds, "workers": its processes, "parts": the parts it ran}."""
+    `reproduce`): {"wall_s": the run's wall seconds, "workers": its processes, "parts": the parts it ran,
+    "compiled_ahead": {part: `run_precompile`'s record} (optional)}."""
     lines = ["# Reproduction of the paper's experiments", ""]
     walls = sum(r.get("wall_s", 0.0) for r in results.values())
     device = next((r["device"] for r in results.values() if "device" in r), None) or device_description()
@@ -53,6 +54,10 @@ def make_report(results: dict, rc: ReproduceConfig, run: dict | None = None) -> 
             lines += [f"The parts ran side by side in {run['workers']} processes sharing the machine's cores, so their "
                       "times overlap and include waiting for a core; a part that reuses programs another part of its "
                       "process compiled (or the persistent compilation cache holds) counts none of them.", ""]
+        for name, info in (run or {}).get("compiled_ahead", {}).items():
+            lines += [f"While {name} started, another worker compiled its {', '.join(info['what'])} ahead "
+                      f"({info['compile']['programs']} XLA programs, {info['wall_s']:.1f} s), which {name} then loaded "
+                      "from the persistent compilation cache.", ""]
         lines += ["| part | wall s | XLA programs compiled | compiling s | running s |", "|---|---|---|---|---|"]
         for name in timed:
             r = results[name]

@@ -14,17 +14,41 @@ from meqc_jax.experiments.common import PRESETS, TRAINING_PARTS, ReproduceConfig
 from meqc_jax.io import atomic_write_csv
 
 
+def _torsos(name: str, rc: ReproduceConfig) -> tuple[str, ...]:
+    return ("mlp", "vqc") if name in rc.vqc_figures else ("mlp",)
+
+
+def _setup(name: str, rc: ReproduceConfig):
+    """The part's size, presets, torsos (in training order), base system, per-preset configs and MLP epochs."""
+    size = rc.sizes[min(TRAINING_PARTS.index(name), len(rc.sizes) - 1)]
+    presets = PRESETS if name == "fig4" else ("balanced",)
+    torsos = _torsos(name, rc)
+    system = common.system(rc, size)
+    configs = [system.replace(preset=p) for p in presets]
+    epochs = None if name == "fig4" or rc.epochs_large is None else rc.epochs_large
+    return size, presets, torsos, system, configs, epochs
+
+
+def precompile(name: str, rc: ReproduceConfig, dry_run: bool = False) -> list[str]:
+    """Compile, without training, the trainings this part reaches after its first (the VQC's, trained once the
+    MLP has: Fig. 4 in quick mode): another worker runs this while the part trains its MLP, and the part then
+    loads the programs from the persistent compilation cache. Returns what it compiles (`dry_run`: only says,
+    without jax)."""
+    later = [f"{t} training" for t in _torsos(name, rc)[1:]]
+    if dry_run or not later:
+        return later
+    _, _, torsos, system, configs, epochs = _setup(name, rc)
+    for torso in torsos[1:]:
+        common.precompile_training(system, torso, rc, configs, epochs=epochs if torso == "mlp" else None)
+    return later
+
+
 def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
     """Train (MLP, and VQC where `rc.vqc_figures` says) per preset and seed, evaluate against every
     baseline and the oracle on the same held-out slots, write the CSV and PNG; return the part's data."""
-    size = rc.sizes[min(TRAINING_PARTS.index(name), len(rc.sizes) - 1)]
-    presets = PRESETS if name == "fig4" else ("balanced",)
-    torsos = ("mlp", "vqc") if name in rc.vqc_figures else ("mlp",)
-    system = common.system(rc, size)
-    configs = [system.replace(preset=p) for p in presets]
+    size, presets, torsos, system, configs, epochs = _setup(name, rc)
     curves, learned, learners = {}, [], {}
     runs = params = None
-    epochs = None if name == "fig4" or rc.epochs_large is None else rc.epochs_large
     for torso in torsos:
         learner, state, metrics, runs, params = common.train(
             system, torso, rc, configs, os.path.join(out, "checkpoints", f"{name}-{torso}"), progress,

@@ -116,7 +116,7 @@ class DROOLearner(Learner):
         self.tx = optax.adam(config.lr)
         self.init_program = jax.jit(jax.vmap(self.init), compiler_options=dict(FAST_COMPILE))  # runs once
         self.chunk_program = jax.jit(self._train_chunk_batch, static_argnums=1, compiler_options=jit_options(None))
-        self._compiled_chunks: dict = {}
+        self.chunk_executables: dict = {}
 
     # ------------------------------------------------------------------ the search (one slot)
     def _table(self, env_state):
@@ -199,14 +199,13 @@ class DROOLearner(Learner):
     def init_batch(self, keys, env_params):
         return self.init_program(keys, env_params)
 
-    def train_chunk_batch(self, states: DROOState, num_epochs: int):
+    def compiled_chunk(self, states: DROOState, num_epochs: int):
         runs = int(np.shape(states.epoch)[0]) if np.ndim(states.epoch) else 1
-        compiled = compiled_chunk_program(
-            self._compiled_chunks, self.chunk_program, states, num_epochs,
+        return compiled_chunk_program(
+            self.chunk_executables, self.chunk_program, states, num_epochs,
             f"DROO training of {runs} run(s) at U={self.U}, E={self.E} with {self.num_envs} slots x "
             f"{self.config.candidates} candidates per batch", "the slots per batch (num_envs), the candidates, "
             "or the runs trained at once")
-        return compiled(states)
 
     def epochs_done(self, states: DROOState) -> int:
         return int(np.asarray(states.epoch).reshape(-1)[0])

@@ -46,9 +46,19 @@ class Learner(abc.ABC):
         """`init` over a leading runs axis, compiled once per learner."""
 
     @abc.abstractmethod
+    def compiled_chunk(self, states, num_epochs: int):
+        """The program `train_chunk_batch(states, num_epochs)` runs, compiled ahead of time (once per
+        learner, state layout and chunk length) and refused before it ever runs when its memory plan
+        exceeds the device (`compilation.check_fits`)."""
+
     def train_chunk_batch(self, states, num_epochs: int):
-        """`train_chunk` over a leading runs axis, compiled once per learner and chunk length; a program
-        whose memory plan exceeds the device is refused before it runs (`compilation.check_fits`)."""
+        """`train_chunk` over a leading runs axis: `compiled_chunk(states, num_epochs)(states)`."""
+        return self.compiled_chunk(states, num_epochs)(states)
+
+    @property
+    def compiled_chunks(self) -> int:
+        """How many training programs this learner has compiled (one per state layout and chunk length)."""
+        return len(getattr(self, "chunk_executables", ()))  # (chunk length, state layout) -> executable
 
     @abc.abstractmethod
     def epochs_done(self, states) -> int:

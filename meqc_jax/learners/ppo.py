@@ -437,7 +437,7 @@ class PPOLearner(Learner):
         self.init_program = jax.jit(jax.vmap(self.init), compiler_options=dict(FAST_COMPILE))  # runs once
         self.chunk_program = jax.jit(self._train_chunk_batch, static_argnums=1,
                                      compiler_options=jit_options(compiler_options))
-        self._compiled_chunks: dict = {}  # (chunk length, abstract states) -> checked executable (`compiled_chunk`)
+        self.chunk_executables: dict = {}  # (chunk length, abstract states) -> checked executable (`compiled_chunk`)
 
     # ------------------------------------------------------------------ networks over agents
     def apply(self, params, obs, critic: dict | None = None):
@@ -600,24 +600,23 @@ class PPOLearner(Learner):
     def init_batch(self, keys, env_params):
         return self.init_program(keys, env_params)
 
-    def train_chunk_batch(self, states: TrainState, num_epochs: int):
-        return self.compiled_chunk(states, num_epochs)(states)
-
     def compiled_chunk(self, states: TrainState, num_epochs: int):
         """`chunk_program` compiled ahead of time for these states (once per shape and chunk length)
         and checked against the device's memory before it ever runs (`compilation.ProgramTooLarge`)."""
         runs = int(np.shape(states.epoch)[0]) if np.ndim(states.epoch) else 1
         return compiled_chunk_program(
-            self._compiled_chunks, self.chunk_program, states, num_epochs,
+            self.chunk_executables, self.chunk_program, states, num_epochs,
             f"training {runs} run(s) of U={self.U}, E={self.E} with {self.num_envs} envs x "
             f"{self.T} slots per epoch ({num_epochs} epochs per call)",
             "the envs (--envs), the slots per epoch (--slots-per-epoch), the users and servers, "
             "or the seeds trained at once")
 
-    @property
-    def compiled_chunks(self) -> int:
-        """How many training programs this learner has compiled (one per state shape and chunk length)."""
-        return len(self._compiled_chunks)
+    def share_programs(self, twin: PPOLearner) -> None:
+        """Run `twin`'s jitted and compiled programs (initialization, training chunks) instead of compiling this
+        learner's own: for a twin whose configuration differs from this one's only where no program reads it
+        (`make_train`: the number of epochs, without an annealed step size)."""
+        self.init_program, self.chunk_program = twin.init_program, twin.chunk_program
+        self.chunk_executables = twin.chunk_executables
 
     def epochs_done(self, states: TrainState) -> int:
         return int(np.asarray(states.epoch).reshape(-1)[0])
@@ -673,7 +672,13 @@ def make_train(system: SystemConfig, ppo: PPOConfig | None = None, scale: float 
 
 @functools.lru_cache(maxsize=16)
 def _cached_learner(system, ppo, scale, compiler_options) -> PPOLearner:
-    return PPOLearner(system, ppo, scale, compiler_options)
+    learner = PPOLearner(system, ppo, scale, compiler_options)
+    if not ppo.anneal_lr and ppo.epochs != 1:
+        # A run's length enters no program unless the step size anneals over it: learners that differ only in
+        # `epochs` share one set of compiled programs (the quick reproduction's 20-epoch Fig. 4 MLP and its
+        # 10-epoch sweeps at the same size: the sweeps then neither trace nor compile their training again).
+        learner.share_programs(_cached_learner(system, dataclasses.replace(ppo, epochs=1), scale, compiler_options))
+    return learner
 
 
 def seed_params(state: TrainState, i: int):
