@@ -181,7 +181,7 @@ def test_fig4s_vqc_training_is_compiled_ahead_for_its_part():
     from meqc_jax.experiments import ahead_of_time, common, run_precompile
 
     rc = ReproduceConfig.quick(epochs_mlp=2, epochs_vqc=2, envs=2, slots_per_epoch=10, minibatches=2, chunk=2,
-                               sizes=(3, 3, 3), seeds=1)
+                               sizes=(3, 3, 3), seeds=1, fast_compile=False)  # the suite's XLA level: faster here
     assert ahead_of_time(["fig4", "fig5", "fig7", "fig10"], rc) == ["fig4"]  # quick mode: the VQC in Fig. 4 only
     assert ahead_of_time(["fig4"], ReproduceConfig.quick(vqc_figures=())) == []
     info = run_precompile("fig4", rc)
