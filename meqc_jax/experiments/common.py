@@ -158,7 +158,7 @@ class ReproduceConfig:
     @classmethod
     def quick(cls, **overrides) -> ReproduceConfig:
         """Every figure on small settings (one seed, short epochs) with a learner that has converged at
-        U = E = 10: about a minute and a half on 2 CPU cores (README; docs/learning.md "Quick mode"). The budget and PPO
+        U = E = 10: about 70 s on 2 CPU cores (README; docs/learning.md "Quick mode"). The budget and PPO
         settings were chosen by measurement (docs/learning.md "Quick mode", benchmarks/tune_quick.py): 64
         environments x 50 slots per epoch, 2 passes of 64 minibatches (128 gradient steps per epoch at a
         quarter of the arithmetic of 8 passes of 8) at step size 3e-3, 64 x 64 torsos, one actor-critic
