@@ -435,14 +435,12 @@ class MEQCEnv:
 
 
 @functools.lru_cache(maxsize=32)  # a constant of the configuration: every learner on it shares it
-@functools.lru_cache(maxsize=64)
 def local_cost_scale(config: SystemConfig, samples: int = 256, seed: int = 12345) -> float:
     """The mean per-user cost of keeping every task local (phi = 1), over `samples` fresh slots.
 
     `Reward.normalized` divides rewards by it so that they are O(1) whatever the preset and sizes;
     it is a fixed constant of the configuration, not a running statistic, so it cannot make the
-    learning problem non-stationary. Kept per configuration (a float of a frozen configuration): every
-    learner built on the same one reuses it instead of compiling its program again.
+    learning problem non-stationary.
     """
     env = MEQCEnv(config)
     U = config.num_users
