@@ -184,6 +184,12 @@ def test_fig4s_vqc_training_is_compiled_ahead_for_its_part():
                                sizes=(3, 3, 3), seeds=1, fast_compile=False)  # the suite's XLA level: faster here
     assert ahead_of_time(["fig4", "fig5", "fig7", "fig10"], rc) == ["fig4"]  # quick mode: the VQC in Fig. 4 only
     assert ahead_of_time(["fig4"], ReproduceConfig.quick(vqc_figures=())) == []
+    from meqc_jax.experiments import worker_schedule
+
+    order = worker_schedule(list(DEFAULT_PARTS), ["fig4"])  # the compile-ahead job right after its part's job
+    assert order[:2] == [("parts", ["fig4", "fig7", "fig8", "fig9"]), ("precompile", "fig4")]
+    assert [w for k, w in order if k == "precompile"] == ["fig4"] and len(order) == len(DEFAULT_PARTS) - 3 + 1
+    assert worker_schedule(["fig5", "fig10"], []) == [("parts", ["fig5"]), ("parts", ["fig10"])]
     info = run_precompile("fig4", rc)
     assert info["what"] == ["vqc training"] and info["compile"]["programs"] >= 2 and info["wall_s"] > 0
     # what Fig. 4 then trains (its VQC on the three presets) compiles nothing: in this process the learner holds
@@ -194,3 +200,16 @@ def test_fig4s_vqc_training_is_compiled_ahead_for_its_part():
         learner, _, metrics, runs, _ = common.train(system, "vqc", rc, configs, None, False)
     assert cc.programs == 0 and learner.compiled_chunks == 1 and len(runs) == 3
     assert np.isfinite(np.asarray(metrics.cost)).all()
+
+
+def test_the_report_says_what_another_worker_compiled_ahead(tiny_run):
+    from meqc_jax.experiments import make_report
+
+    _, rc, results = tiny_run
+    ahead = {"what": ["vqc training"], "wall_s": 3.5, "compile": {"programs": 4, "compile_s": 3.0}}
+    run = {"wall_s": 12.0, "workers": 2, "parts": list(results), "compiled_ahead": {"fig4": ahead}}
+    text = make_report(results, rc, run)
+    assert "this run took 12 s of wall time" in text and "in 2 process(es)" in text
+    assert ("While fig4 started, another worker compiled its vqc training ahead (4 XLA programs, 3.5 s), which fig4 "
+            "then loaded from the persistent compilation cache.") in text
+    assert "compiled its" not in make_report(results, rc, {**run, "compiled_ahead": {}})

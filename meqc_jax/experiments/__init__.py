@@ -86,6 +86,17 @@ def worker_jobs(parts: list[str]) -> list[list[str]]:
     return sorted(jobs.values(), key=lambda job: -sum(PARTS_BY_NAME[p].weight for p in job))
 
 
+def worker_schedule(parts: list[str], ahead: list[str]) -> list[tuple[str, list[str] | str]]:
+    """The order parallel workers take their jobs in (each the next when a worker comes free): every job of
+    `worker_jobs(parts)` as ("parts", job), each followed by ("precompile", part) for its parts in `ahead`, so
+    that the next free worker compiles what a part reaches late while the part starts."""
+    order: list[tuple[str, list[str] | str]] = []
+    for job in worker_jobs(parts):
+        order.append(("parts", job))
+        order += [("precompile", part) for part in job if part in ahead]
+    return order
+
+
 def clear_checkpoints(out: str, part: str) -> list[str]:
     """Remove the part's training checkpoints (`checkpoints/<part>` and `checkpoints/<part>-*`); returns them."""
     import shutil
@@ -176,14 +187,12 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_
         first_error = None
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_start_worker, initargs=(cache_dir,)) as pool:
-            # workers take jobs in this order as they come free: a part's compile-ahead job right after the part's
-            # own, so the next free worker compiles the programs the part reaches later while the part starts
-            futures = {}
-            for job in worker_jobs(todo):
-                futures[pool.submit(run_parts, job, rc, out)] = None
-                for part in job:
-                    if part in ahead:
-                        futures[pool.submit(run_precompile, part, rc)] = part
+            futures = {}  # future -> the part it compiles ahead for, None for a job of parts
+            for kind, what in worker_schedule(todo, ahead):
+                if kind == "parts":
+                    futures[pool.submit(run_parts, what, rc, out)] = None
+                else:
+                    futures[pool.submit(run_precompile, what, rc)] = what
             for f in as_completed(futures):
                 if futures[f] is not None:  # a compile-ahead job: its failure costs time, never the run
                     part = futures[f]
@@ -211,4 +220,4 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_
 
 __all__ = ["DEFAULT_PARTS", "DYNAMICS_PARTS", "PARTS", "PARTS_BY_NAME", "PART_LIST", "PRESETS", "Part", "ReproduceConfig", "clear_checkpoints", "default_workers",
            "device_description", "epochs_to_converge", "make_report", "ahead_of_time", "reproduce", "run_part",
-           "run_parts", "run_precompile", "worker_jobs"]
+           "run_parts", "run_precompile", "worker_jobs", "worker_schedule"]
