@@ -57,7 +57,8 @@ class Learner(abc.ABC):
 
     @property
     def compiled_chunks(self) -> int:
-        """How many training programs this learner has compiled (one per state layout and chunk length)."""
+        """How many training programs this learner holds compiled (one per state layout and chunk length; for PPO
+        learners that share their programs, `PPOLearner.share_programs`, those compiled by any of them)."""
         return len(getattr(self, "chunk_executables", ()))  # (chunk length, state layout) -> executable
 
     @abc.abstractmethod
