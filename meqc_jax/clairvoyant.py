@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from meqc_jax.config import SystemConfig
-from meqc_jax.cost import arrival_priority, option_costs, option_loads
+from meqc_jax.cost import HOLD_PHI, arrival_priority, option_costs, option_loads
 from meqc_jax.env import MEQCEnv
 from meqc_jax.highs import new_highs
 
@@ -69,11 +69,25 @@ class HorizonData:
 
 
 @dataclasses.dataclass(frozen=True)
+class Plan:
+    """The clairvoyant plan as env actions, per slot and user ([H, U] each): replaying it in the env on the
+    same draws charges each served user its `per_user` cost (tested). A task the plan drops (d = 1, a
+    relaxation: the env never drops a task it can serve) has no env action; `phi` keeps it local."""
+
+    server: np.ndarray  # int, the server its offloaded part goes to (0 when it keeps the task local)
+    phi: np.ndarray  # the local fraction, 1 - the offloaded share (HOLD_PHI: it holds a QPU sending nothing)
+    quantum: np.ndarray  # bool, the part runs on the server's QPU (the env action's `preferred`)
+    dropped: np.ndarray  # bool, the plan drops the task (d = 1)
+    per_user: np.ndarray  # each user's cost in the plan (its terms of the MIP's objective); sums to per_slot
+
+
+@dataclasses.dataclass(frozen=True)
 class Bound:
     value: float  # the minimum total cost over the horizon (with a time limit: the best plan found)
     per_slot: np.ndarray  # [H] that plan's cost per slot
     status: str
     lower: float = float("nan")  # proven lower bound: = value when optimal, HiGHS's dual bound when time ran out
+    plan: Plan | None = None  # the actions of the plan that achieves `value` (None: no plan found in time)
 
     @property
     def optimal(self) -> bool:
@@ -222,7 +236,8 @@ def solve(config: SystemConfig, data: HorizonData, phi_grid: tuple[float, ...] |
     if battery:
         B = [[m.var(lo=data.battery0[u], hi=data.battery0[u]) if t == 0 else m.var(hi=config.battery_j)
               for u in range(U)] for t in range(H + 1)]
-    slot_terms = [[] for _ in range(H)]  # (column, cost) per slot, for the per-slot values
+    slot_terms = [[] for _ in range(H)]  # (column, cost, user) per slot, for the per-slot and per-user values
+    plan_cols = []  # (t, u, l, d, opts) per user with a task, for the plan's actions
     for t in range(H):
         arrivals = {md: [[] for _ in range(E)] for md in modes}  # (column, work) per queue
         users = []
@@ -232,7 +247,7 @@ def solve(config: SystemConfig, data: HorizonData, phi_grid: tuple[float, ...] |
             lam = data.lam_d[u]
             l_col = m.var(cost=data.c_local[t, u], hi=1.0)
             d_col = m.var(cost=lam * penalty, hi=1.0, integer=True)
-            slot_terms[t] += [(l_col, data.c_local[t, u]), (d_col, lam * penalty)]
+            slot_terms[t] += [(l_col, data.c_local[t, u], u), (d_col, lam * penalty, u)]
             opts = []  # (e, mode, y column, x column)
             for e in range(E):
                 feas = bool(data.feasible[t, u, e])
@@ -240,7 +255,7 @@ def solve(config: SystemConfig, data: HorizonData, phi_grid: tuple[float, ...] |
                     c_off = data.c_qpu[t, u, e] if md == "qpu" else data.c_cpu[t, u, e]
                     y = m.var(cost=c_off, hi=1.0)
                     x = m.var(hi=1.0, integer=True)
-                    slot_terms[t].append((y, c_off))
+                    slot_terms[t].append((y, c_off, u))
                     if phi_grid is None:
                         m.row([(y, 1.0), (x, -1.0)], hi=0.0)  # y <= x
                     else:  # y = sum_k (1 - g_k) s_k with sum_k s_k = x: the offloaded share is on the grid
@@ -255,6 +270,7 @@ def solve(config: SystemConfig, data: HorizonData, phi_grid: tuple[float, ...] |
                 m.row(energy + [(B[t][u], -1.0)], hi=0.0)
                 m.row([(B[t + 1][u], 1.0), (B[t][u], -1.0)] + energy, hi=float(data.harvest[t, u]))
             users.append((u, opts))
+            plan_cols.append((t, u, l_col, d_col, opts))
             for e, md, y, x in opts:
                 work = data.work_qpu[t, u, e] if md == "qpu" else data.work_cpu[t, u, e]
                 arrivals[md][e].append((u, y, x, work))
@@ -270,7 +286,7 @@ def solve(config: SystemConfig, data: HorizonData, phi_grid: tuple[float, ...] |
                         ahead = [(y2, w2) for u2, y2, _, w2 in here
                                  if (data.order[t, u2], u2) < (data.order[t, u], u)]
                         z = m.var(cost=data.lam_d[u])
-                        slot_terms[t].append((z, data.lam_d[u]))
+                        slot_terms[t].append((z, data.lam_d[u], u))
                         wait = [(Q[t][md][e], 1.0)] + [(y2, w2) for y2, w2 in ahead]
                         # z >= W - M (1 - x)
                         m.row([(z, 1.0)] + [(c, -v) for c, v in wait] + [(x, -big_m)], lo=-big_m)
@@ -290,9 +306,30 @@ def solve(config: SystemConfig, data: HorizonData, phi_grid: tuple[float, ...] |
     x, status, lower = m.solve(time_limit)
     if x is None:
         return Bound(value=float("inf"), per_slot=np.full(H, np.nan), status=status, lower=lower)
-    per_slot = np.array([sum(x[c] * v for c, v in terms) for terms in slot_terms])
+    per_user = np.zeros((H, U))
+    for t, terms in enumerate(slot_terms):
+        for c, v, u in terms:
+            per_user[t, u] += x[c] * v
+    per_slot = per_user.sum(1)
     value = float(per_slot.sum())
-    return Bound(value=value, per_slot=per_slot, status=status, lower=value if status == "Optimal" else lower)
+    return Bound(value=value, per_slot=per_slot, status=status, lower=value if status == "Optimal" else lower,
+                 plan=_plan(x, plan_cols, per_user))
 
 
-__all__ = ["Bound", "HorizonData", "horizon_data", "solve"]
+def _plan(x, plan_cols, per_user) -> Plan:
+    """The solution's actions: the offload (at most one (e, mode) has x = 1) and its share 1 - phi."""
+    H, U = per_user.shape
+    server, phi = np.zeros((H, U), np.int32), np.ones((H, U))
+    quantum, dropped = np.zeros((H, U), bool), np.zeros((H, U), bool)
+    for t, u, _, d_col, opts in plan_cols:
+        dropped[t, u] = x[d_col] > 0.5
+        for e, md, y, xc in opts:
+            if x[xc] > 0.5:
+                server[t, u], quantum[t, u] = e, md == "qpu"
+                share = min(max(float(x[y]), 0.0), 1.0)
+                # a QPU holder that sends (almost) nothing still requests the QPU: phi just below 1
+                phi[t, u] = HOLD_PHI if md == "qpu" and share < 1.0 - HOLD_PHI else 1.0 - share
+    return Plan(server=server, phi=phi, quantum=quantum, dropped=dropped, per_user=per_user)
+
+
+__all__ = ["Bound", "HorizonData", "Plan", "horizon_data", "solve"]

@@ -47,6 +47,9 @@ class CostBreakdown:
     dropped: jnp.ndarray  # [U] bool, the task was dropped (costs lam_d drop_penalty, no energy)
     drop_reason: jnp.ndarray  # [U] int32, DROP_NONE, DROP_QUEUE or DROP_BATTERY
     ignored: jnp.ndarray  # [] int, users without a task whose action was ignored
+    # the slot's arrival order (dynamics-spec section 2; model-spec section 8's `arrival` rule): a priority per
+    # user, lower arrives first; the user index under `cheapest` (or where no key was given to a planner's replay)
+    arrival: jnp.ndarray  # [U] float
 
 
 DROP_NONE, DROP_QUEUE, DROP_BATTERY = 0, 1, 2
@@ -249,14 +252,21 @@ def slot_cost(
     if dyn:
         requested = requested & has_task & ~battery_drop
     queue_drop = jnp.zeros(U, bool)
+    # the same draw `arbitrate` makes under `arrival` (one key, one shape), so recording it changes no number
+    order = (arrival_priority(config.arbitration, key, U) if key is not None or config.arbitration != "arrival"
+             else jnp.arange(U, dtype=float))
     if conditions.queued:
         # section 2: FIFO behind the backlog and the slot's earlier arrivals, in the arrival order
-        order = arrival_priority(config.arbitration, key, U)
+        if key is None and config.arbitration == "arrival":
+            raise ValueError("slot_cost: arbitration='arrival' draws the arrival order from `key`; got key=None")
         granted = requested
         on_cpu = has_task & ~battery_drop & (phi < 1.0) & ~granted
         cycles = (1.0 - phi) * (tasks.s * tasks.n)
-        ahead_cpu = fifo_ahead(server, order, jnp.where(on_cpu, cycles, 0.0)) / scenario.f_edge[server]
-        ahead_qpu = fifo_ahead(server, order, jnp.where(granted, d_q, 0.0))
+        # only an offloaded part waits (section 2): the in-slot wait is masked like the backlog's above, so a
+        # task kept whole at home (phi = 1) pays its local cost whatever server its action names
+        ahead_cpu = jnp.where(on_cpu, fifo_ahead(server, order, jnp.where(on_cpu, cycles, 0.0))
+                              / scenario.f_edge[server], 0.0)
+        ahead_qpu = jnp.where(granted, fifo_ahead(server, order, jnp.where(granted, d_q, 0.0)), 0.0)
         d_cpu, d_qpu = d_cpu + ahead_cpu, d_qpu + ahead_qpu
         w_cpu = ahead_cpu + (0.0 if conditions.cpu_wait is None else conditions.cpu_wait[server])
         w_qpu = ahead_qpu + (0.0 if conditions.qpu_wait is None else conditions.qpu_wait[server])
@@ -311,6 +321,7 @@ def slot_cost(
         dropped=dropped,
         drop_reason=reason,
         ignored=jnp.sum((~has_task).astype(jnp.int32)),
+        arrival=order,
     )
 
 
@@ -389,9 +400,10 @@ def fifo_ahead(server, priority, work):
     return jnp.zeros(U, work.dtype).at[order].set(ahead_sorted)
 
 
-def _option_terms(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi, conditions: SlotConditions | None = None):
+def option_terms(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi, conditions: SlotConditions | None = None):
     """Latency and energy terms of every (user, server) option at `phi` (broadcast to [U, E]), under the
-    carry's `conditions` exactly as `slot_cost` applies them."""
+    carry's `conditions` exactly as `slot_cost` applies them: (feasible, (d_local, e_local), (d_cpu, e_cpu),
+    (d_qpu, e_qpu)), the offloaded parts' latencies with the backlog's wait (only where phi < 1)."""
     si = config.si
     profile = physics.qpu_profile(si, scenario.phys_qubits, scenario.k, tasks.t1_slot)
     _, feasible = feasibility(si, tasks.q, tasks.depth, profile)
@@ -422,7 +434,7 @@ def option_costs(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi,
     where `feasible[u, e]`). These are the terms `slot_cost` gathers for the chosen servers, under the
     same `conditions` (the carry's waits; None: the paper's model).
     """
-    feasible, (d_l, e_l), (d_c, e_c), (d_q, e_q) = _option_terms(config, scenario, tasks, phi, conditions)
+    feasible, (d_l, e_l), (d_c, e_c), (d_q, e_q) = option_terms(config, scenario, tasks, phi, conditions)
     lam_d, lam_e = scenario.lam_d[:, None], scenario.lam_e[:, None]
     classical, _, _ = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_c, e_c)
     quantum, _, _ = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_q, e_q)
@@ -465,8 +477,8 @@ def option_table(config: SystemConfig, scenario: Scenario, tasks: Tasks,
     U, E = tasks.g.shape
     zeros = jnp.zeros((U, E))
     cond = conditions
-    feasible, (d_l1, _), _, _ = _option_terms(config, scenario, tasks, jnp.ones(U), cond)  # local latency at phi = 1
-    _, _, (d_c0, _), (d_q0, _) = _option_terms(config, scenario, tasks, zeros, cond)  # offload latencies at phi = 0
+    feasible, (d_l1, _), _, _ = option_terms(config, scenario, tasks, jnp.ones(U), cond)  # local latency at phi = 1
+    _, _, (d_c0, _), (d_q0, _) = option_terms(config, scenario, tasks, zeros, cond)  # offload latencies at phi = 0
     at0 = option_costs(config, scenario, tasks, zeros, cond)
     local = option_costs(config, scenario, tasks, jnp.ones(U), cond).classical[:, 0]
     cands_c = [(at0.classical, zeros)]
