@@ -112,14 +112,14 @@ class SystemConfig:
     preset: Literal["balanced", "delay", "energy"] = "balanced"
     lam_d: float | None = None  # latency weight; None -> the preset's
     lam_e: float | None = None  # energy weight; None -> the preset's
-    # opt-in dynamics carried between slots (meqc_jax.dynamics; dynamics-spec.md); () = the paper's model
+    # opt-in dynamics carried between slots (meqc_jax.dynamics; docs/spec/dynamics.md); () = the paper's model
     dynamics: tuple[str, ...] = ()
     # the oracle (spec 11) solves a colliding slot's LP relaxation first and keeps it when integral: the same
     # optimum in a third of the time, but ties between equal-cost assignments may break otherwise than the
     # MIP's (their replayed float32 costs then differ by <= ~2e-6 relative), so it is opt-in (quick mode)
     oracle_lp_first: bool = False
 
-    # --- dynamics constants (dynamics-spec.md sections 1-5); unused while `dynamics` is empty ---
+    # --- dynamics constants (docs/spec/dynamics.md sections 1-5); unused while `dynamics` is empty ---
     p_task: float = 1.0  # probability that a user has a task in a slot (section 1)
     slot_s: float = 25.0  # tau, the slot length in seconds: what a server drains per slot (section 2)
     max_wait_s: float | None = None  # longest admitted queue wait, s; None -> 20 slot_s (section 2)

@@ -83,10 +83,10 @@ def names() -> tuple[str, ...]:
 # ---------------------------------------------------------------------------- the registrations
 DEFAULT_SCENARIO = "MEQC-Paper-v0"
 register(DEFAULT_SCENARIO,
-         "the paper's model as model-spec.md pins it down: U = E = 10, 500-slot episodes, balanced weights, "
+         "the paper's model as docs/spec/model.md pins it down: U = E = 10, 500-slot episodes, balanced weights, "
          "no state carried between slots")
 
-# dynamics-spec.md: state that carries between slots. Calibrated at U = E = 10, balanced weights
+# docs/spec/dynamics.md: state that carries between slots. Calibrated at U = E = 10, balanced weights
 # (benchmarks/calibrate_dynamics.py; the measurements are in docs/model.md, "Dynamics: calibration").
 HANDSET_P_TX_MW = (100.0, 500.0)  # a transmission costs ~1-6 J: the only powers at which a battery binds
 register("MEQC-Queues-v0",

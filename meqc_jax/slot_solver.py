@@ -88,7 +88,7 @@ def _place_arbitrated(config: SystemConfig, phis, classical, quantum, feasible, 
 
     `classical`, `quantum` [P, U, E] and `local` [U] are each option's cost; `scores` (the same three, or
     None: the cost itself) is what the placement minimizes. `can_request` [P, U, E] (None: everywhere)
-    marks the options whose task would reach the server (not one a short battery drops, spec section 3).
+    marks the options whose task would reach the server (not one a short battery drops, dynamics-spec section 3).
     A user that offloads a fraction to a server where its task is feasible requests that QPU
     (spec 8), so its effect on the score depends on the server's earlier requesters:
     `cheapest` -- exact: it wins the QPU iff its cost with the QPU is strictly lower than the

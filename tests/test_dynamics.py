@@ -2,7 +2,7 @@
 the observation and resets with the episode; evaluation on per-policy trajectories.
 
 The dynamic used here is a test-only toy (a CPU backlog drained at a fixed rate), registered under
-a name no scenario uses: it exercises every hook without being one of dynamics-spec.md's.
+a name no scenario uses: it exercises every hook without being one of docs/spec/dynamics.md's.
 """
 
 import jax

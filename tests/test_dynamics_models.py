@@ -1,4 +1,4 @@
-"""The dynamics of dynamics-spec.md sections 1-5 (arrivals, queues, battery, drift): each rule checked
+"""The dynamics of docs/spec/dynamics.md sections 1-5 (arrivals, queues, battery, drift): each rule checked
 by hand on small instances, the carry's bounds at the extreme corners of every new range, the
 scenarios' registrations, and the paper's model untouched."""
 

@@ -1,4 +1,4 @@
-"""The dynamics parts (dynamics-spec.md): one per registered scenario with carried state. Does looking
+"""The dynamics parts (docs/spec/dynamics.md): one per registered scenario with carried state. Does looking
 ahead pay? Every online policy on its own trajectory (common random numbers) over whole episodes, the
 drift-plus-penalty yardstick over its V grid, the learner trained with a discount, and every policy's
 gap to the clairvoyant bound on small instances.
