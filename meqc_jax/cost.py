@@ -170,7 +170,7 @@ def feasibility(si: SIParams, q, depth, profile: physics.QPUProfile):
     return success, physics.feasible(q, profile.qcap[None, :], success, si)
 
 
-def arbitrate(rule: str, server, requested, cost_if_granted, key, num_servers: int, preferred=None):
+def arbitrate(rule: str, server, requested, cost_if_granted, key, num_servers: int, preferred=None, order=None):
     """Eq. 13b, spec 8: among each server's QPU requesters exactly one is granted.
 
     `arrival`: a fresh uniformly random arrival order (drawn from `key`), first requester wins.
@@ -179,10 +179,14 @@ def arbitrate(rule: str, server, requested, cost_if_granted, key, num_servers: i
     `preferred` (bool [U], optional) overrides the rule for a central planner (the oracle): at each
     server a preferred requester wins (the lowest-index one if several); a server none of whose
     requesters is preferred grants its lowest-index requester, so the invariant holds for any input.
+    `order` (float [U], optional) is the arrival order already drawn from `key` (`arrival_priority`);
+    passing it lets a caller that reads the order itself consume the key once.
     """
     U = server.shape[0]
     if preferred is not None:
         priority = jnp.where(jnp.asarray(preferred, dtype=bool), 0.0, 1.0)
+    elif rule == "arrival" and order is not None:
+        priority = order
     elif rule == "arrival":
         if key is None:
             raise ValueError("slot_cost: arbitration='arrival' draws the arrival order from `key`; got key=None")
@@ -276,7 +280,9 @@ def slot_cost(
         granted = granted & ~queue_drop
     cost_q, lat_q, en_q = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_qpu, e_o + e_q)
     if not conditions.queued:
-        granted = arbitrate(config.arbitration, server, requested, cost_q, key, E, preferred)
+        # the order drawn above is the arbitration's draw: passing it consumes the key once (no key reuse)
+        granted = arbitrate(config.arbitration, server, requested, cost_q, key, E, preferred,
+                            order if key is not None else None)
         if conditions.contention is not None:
             # section 8, processor sharing: the m_e users whose offloaded part runs on e's CPUs get f_edge / m_e each
             on_cpu = has_task & ~battery_drop & (phi < 1.0) & ~granted
