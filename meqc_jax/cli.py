@@ -430,7 +430,8 @@ def train_cmd(args) -> int:
     refs = policy_names(config)
     reference = next((n for n in refs if POLICIES[n].reference), "lyapunov" if "lyapunov" in refs else "greedy")
     res = evaluate(config, [*learned, *refs], num_envs=envs, num_slots=steps, seed=args.seed + 1_000_003,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress,
+                   fit_hint="--eval-slots, or the users and servers (--users, --servers)")
     eval_wall = time.perf_counter() - t1
     per_seed = {p.name: res.summary[p.name]["mean_cost"] for p in learned}
     policy_cost = float(np.mean(list(per_seed.values())))

@@ -112,7 +112,8 @@ class ProgramTooLarge(MemoryError):
 
 def device_memory_bytes(device=None) -> int | None:
     """Bytes a program may use on `device` (default: the first): the allocator's limit on an
-    accelerator, the memory the OS reports available (MemAvailable) on a CPU; None if unknown."""
+    accelerator; on a CPU the memory the OS reports available (MemAvailable), capped by what this
+    process may still take under its limits (a cgroup's memory.max, `ulimit -v`); None if unknown."""
     import jax
 
     device = jax.devices()[0] if device is None else device
@@ -123,18 +124,80 @@ def device_memory_bytes(device=None) -> int | None:
     if stats and stats.get("bytes_limit"):
         return int(stats["bytes_limit"])
     if device.platform == "cpu":
+        have = None
         try:
             with open("/proc/meminfo") as f:
                 for line in f:
                     if line.startswith("MemAvailable:"):
-                        return int(line.split()[1]) * 1024
+                        have = int(line.split()[1]) * 1024
+                        break
         except OSError:
             pass
-        try:
-            return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        except (ValueError, OSError, AttributeError):
-            return None
+        if have is None:
+            try:
+                have = int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+            except (ValueError, OSError, AttributeError):
+                pass
+        caps = [c for c in (_cgroup_room(), _address_space_room()) if c is not None]
+        return min([have, *caps]) if have is not None else (min(caps) if caps else None)
     return None
+
+
+def _cgroup_room() -> int | None:
+    """What this process's cgroup (v2) may still take: memory.max - memory.current; None without a limit."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            rel = next((line.split(":", 2)[2].strip() for line in f if line.startswith("0::")), None)
+        if rel is None:
+            return None
+        base = os.path.join("/sys/fs/cgroup", rel.lstrip("/"))
+        with open(os.path.join(base, "memory.max")) as f:
+            limit = f.read().strip()
+        if limit == "max":
+            return None
+        with open(os.path.join(base, "memory.current")) as f:
+            return max(0, int(limit) - int(f.read().strip()))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _address_space_room() -> int | None:
+    """What `ulimit -v` (RLIMIT_AS) leaves of this process's address space: the limit less VmSize; None unlimited."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY or soft < 0:
+            return None
+        with open("/proc/self/status") as f:
+            size = next((int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:")), 0)
+        return max(0, int(soft) - size)
+    except (ImportError, OSError, ValueError):
+        return None
+
+
+def bytes_per_device(tree) -> int:
+    """Bytes one device holds of the arrays (or `jax.ShapeDtypeStruct`s) in `tree`: each leaf's shard on
+    a device where it is split over a mesh (`sharding.shard_shape`), the whole leaf otherwise."""
+    import jax
+    import numpy as np
+
+    total = 0
+    for leaf in jax.tree.leaves(tree):
+        shape = tuple(getattr(leaf, "shape", np.shape(leaf)))
+        sh = getattr(leaf, "sharding", None)
+        if sh is not None:
+            try:
+                shape = tuple(sh.shard_shape(shape))
+            except Exception:  # noqa: BLE001 -- a sharding that cannot say: count the whole leaf
+                pass
+        dtype = getattr(leaf, "dtype", None)
+        try:
+            item = np.dtype(dtype).itemsize
+        except TypeError:  # an extended dtype (typed PRNG keys): its own size, else 8 bytes
+            item = int(getattr(dtype, "itemsize", 8) or 8)
+        total += int(np.prod(shape, dtype=np.int64)) * item
+    return total
 
 
 def memory_plan_bytes(compiled) -> int | None:
@@ -152,18 +215,26 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
+def refuse_if_over(need: int | None, what: str, lower: str, basis: str, available: int | None = None,
+                   at_least: bool = False) -> None:
+    """Raise `ProgramTooLarge` (one line) when `need` bytes exceed what one device holds (`available`
+    overrides `device_memory_bytes()`). `basis` says where `need` comes from; `at_least`: it is a
+    lower bound found from shapes alone, before anything was built or compiled."""
+    have = device_memory_bytes() if available is None else available
+    if need is not None and have is not None and need > have:
+        raise ProgramTooLarge(f"{what} needs {'at least ' if at_least else ''}{_gib(need)} of memory ({basis}) "
+                              f"but the device can hold {_gib(have)}: lower {lower}")
+
+
 def check_fits(compiled, what: str, lower: str, available: int | None = None) -> int | None:
     """Refuse (`ProgramTooLarge`, one line) a compiled program whose memory plan exceeds what one
     device holds (`available` overrides `device_memory_bytes()`; a program partitioned over several
     devices reports its per-device plan). `what` names the run and its sizes, `lower` the settings
     to reduce. Returns the plan's bytes (None where the backend does not report one)."""
     need = memory_plan_bytes(compiled)
-    have = device_memory_bytes() if available is None else available
-    if need is not None and have is not None and need > have:
-        raise ProgramTooLarge(f"{what} needs {_gib(need)} of memory (XLA's plan of the compiled program) but the "
-                              f"device can hold {_gib(have)}: lower {lower}")
+    refuse_if_over(need, what, lower, "XLA's plan of the compiled program", available)
     return need
 
 
-__all__ = ["CACHE_ENV", "CompileCounter", "ProgramTooLarge", "check_fits", "default_cache_dir",
-           "device_memory_bytes", "enable_persistent_cache", "machine_key", "memory_plan_bytes"]
+__all__ = ["CACHE_ENV", "CompileCounter", "ProgramTooLarge", "bytes_per_device", "check_fits", "default_cache_dir",
+           "device_memory_bytes", "enable_persistent_cache", "machine_key", "memory_plan_bytes", "refuse_if_over"]

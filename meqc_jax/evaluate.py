@@ -39,6 +39,7 @@ import numpy as np
 
 from meqc_jax import sharding
 from meqc_jax.baselines import Policy, make_policy
+from meqc_jax.compilation import bytes_per_device, refuse_if_over
 from meqc_jax.config import SystemConfig
 from meqc_jax.env import MEQCEnv
 from meqc_jax.progress import ProgressBar
@@ -351,13 +352,15 @@ def evaluate(
     t0 = time.perf_counter()
     run = chunk_runner(env, pols, chunk, transitions, compiler_options,
                        [num_envs * f for f in factors] if total_envs > num_envs else None, transition=num_slots > 1)
-    carry = sharding.place(reset_batched(config)(reset_keys, env_params), mesh, 2)  # (obs, state)
+    reset = reset_batched(config)
+    if fit_hint is not None:  # checked from shapes, before the instances' states exist or anything is dispatched
+        what = _what(config, P, total_envs, len(pols))
+        carry = _abstract_carry(reset, reset_keys, env_params, mesh, transitions == "per_policy", len(pols))
+        _refuse_carry(carry, what, fit_hint, total_envs)
+        run = checked_program(run, (carry, chunk_keys[0], pol_params), what, fit_hint)
+    carry = sharding.place(reset(reset_keys, env_params), mesh, 2)  # (obs, state)
     if transitions == "per_policy":
         carry = tuple(carry for _ in pols)  # every policy starts from the same states
-    if fit_hint is not None:
-        run = checked_program(run, (carry, chunk_keys[0], pol_params),
-                              f"evaluating {P} point(s) x {total_envs} instances x {len(pols)} policies "
-                              f"(U={config.num_users}, E={config.num_servers})", fit_hint)
     pieces = []
     bar = ProgressBar(progress, n_chunks)
     for c in range(n_chunks):
@@ -382,6 +385,47 @@ def evaluate(
         per_slot = {n: {m: v[:, 0] for m, v in per_slot[n].items()} for n in names}
     return EvalResult(per_slot, summary, config, num_envs, num_slots, seed, wall, points, sharding.describe(mesh),
                       transitions)
+
+
+def _what(config: SystemConfig, points: int, instances: int, policies: int) -> str:
+    return (f"evaluating {points} point(s) x {instances} instances x {policies} policies "
+            f"(U={config.num_users}, E={config.num_servers})")
+
+
+def _abstract_carry(reset, reset_keys, env_params, mesh, per_policy: bool, policies: int):
+    """The evaluation's first carry, (obs, state) of every instance (per policy with per-policy trajectories), as
+    shapes and shardings only (`jax.eval_shape`: no instance is reset)."""
+    carry = sharding.abstract(reset.eval_shape(reset_keys, env_params), mesh, 2)
+    return tuple(carry for _ in range(policies)) if per_policy else carry
+
+
+def _refuse_carry(carry, what: str, lower: str, instances: int) -> None:
+    """Refuse when the instances' states in and out alone exceed the device; the line says how many instances
+    per point would leave room for them (they grow in proportion)."""
+    from meqc_jax.compilation import device_memory_bytes
+
+    need, have = 2 * bytes_per_device(carry), device_memory_bytes()
+    if have is not None and need > have:
+        fits = max(0, instances * have // max(need, 1))
+        lower = f"{lower} (at most about {fits} instances per point pass this bound here)"
+    refuse_if_over(need, what, lower, "the instances' states in and out, from the shapes alone", have, at_least=True)
+
+
+def check_instances_fit(config: SystemConfig, env_params, num_envs: int, num_policies: int, lower: str,
+                        devices=None) -> None:
+    """Refuse (`compilation.ProgramTooLarge`, one line ending "lower <lower>") an `evaluate(config, <num_policies
+    policies>, num_envs, env_params=env_params, devices=devices)` whose instances' states alone would not fit the
+    device, from shapes only (nothing is reset or compiled): e.g. before training the policies it would evaluate."""
+    import warnings
+
+    env = MEQCEnv(config)
+    P = int(jax.tree.leaves(env_params)[0].shape[0])
+    keys = jax.ShapeDtypeStruct((P, num_envs), jax.random.key(0).dtype)
+    with warnings.catch_warnings():  # evaluate itself warns about an uneven placement
+        warnings.simplefilter("ignore")
+        mesh = sharding.batch_mesh(("points", "envs"), (P, num_envs), devices)
+    carry = _abstract_carry(reset_batched(config), keys, env_params, mesh, not env.memoryless, num_policies)
+    _refuse_carry(carry, _what(config, P, num_envs, num_policies), lower, num_envs)
 
 
 def _summaries(per_slot: dict[str, dict[str, np.ndarray]], names, shared_envs: int | None = None, points: int = 1

@@ -48,8 +48,9 @@ def _load_metrics(path: str, cls):
         return cls(**{n: f[n] for n in f.files})
 
 
-def _initial_state(learner: Learner, seeds: list[int], chunk, env_params, devices, caller: str):
-    """The runs' initial training state, batched over seeds and placed on the devices as `fit` trains it."""
+def _inputs(learner: Learner, seeds: list[int], chunk, env_params, devices, caller: str):
+    """The runs' keys and EnvParams, placed on the devices as `fit` trains them, and that placement (small arrays:
+    one key and one set of parameters per run)."""
     if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
         raise ValueError(f"{caller}: chunk={chunk!r} is invalid: allowed an integer >= 1")
     keys = jnp.stack([jax.random.key(s) for s in seeds])
@@ -60,25 +61,57 @@ def _initial_state(learner: Learner, seeds: list[int], chunk, env_params, device
                          f"seeds {len(seeds)}")
     mesh = sharding.batch_mesh(("runs", "envs"), (len(seeds), learner.num_envs), devices)
     keys, env_params = sharding.place((keys, env_params), mesh)
+    return keys, env_params, mesh
+
+
+def _abstract_state(learner: Learner, keys, env_params, mesh):
+    """The runs' initial training state as shapes and shardings only (`jax.eval_shape`: nothing is built or run)."""
+    shapes = jax.eval_shape(jax.vmap(learner.init), keys, env_params)
+    return sharding.abstract(shapes, mesh, learner.state_batch_axes)
+
+
+def _initial_state(learner: Learner, keys, env_params, mesh):
+    """The runs' initial training state, batched over seeds and placed on the devices as `fit` trains it."""
     return sharding.place(learner.init_batch(keys, env_params), mesh, learner.state_batch_axes)
 
 
+def _chunk_lengths(epochs: int, chunk: int, done: int = 0) -> list[int]:
+    """The chunk lengths a training from epoch `done` runs: `chunk`, and a shorter last one where it does not divide."""
+    left = epochs - done
+    lengths = {min(chunk, left)} if left > 0 else set()
+    if left > chunk and left % chunk:
+        lengths.add(left % chunk)
+    return sorted(lengths)
+
+
+def _resumed_epochs(ckpt_dir: str | None, resume: bool) -> int:
+    """The epochs done by the checkpoint `fit` would resume from (read from its folder's name; 0 without one)."""
+    done = checkpoints(ckpt_dir) if ckpt_dir and resume else []
+    try:
+        return int(done[-1][len("epoch_"):]) if done else 0
+    except ValueError:
+        return 0
+
+
 def precompile(learner: Learner, seeds, chunk: int = 10, env_params=None, devices=None) -> int:
-    """Compile the programs `fit(learner, seeds, chunk, env_params=..., devices=...)` runs -- the runs'
-    initialization and one training program per chunk length it will use -- without training.
+    """Compile the programs `fit(learner, seeds, chunk, env_params=..., devices=...)` runs -- one training
+    program per chunk length it will use, and the runs' initialization -- without training, and without
+    building the runs' state: the training programs are compiled for its shapes and shardings
+    (`jax.eval_shape`), refused like `fit`'s when they would not fit the device.
 
     Its use is JAX's persistent compilation cache (`compilation.enable_persistent_cache`): a process that
     precompiles leaves the programs on disk, and another process's `fit` of the same learner and shapes
     then loads them instead of compiling (`meqc reproduce` has one worker compile what another will train
     later). Everything `fit` computes is unchanged. Returns how many training programs were compiled here."""
     seeds = [int(s) for s in seeds]
-    state = _initial_state(learner, seeds, chunk, env_params, devices, "precompile")
-    lengths = {min(chunk, learner.epochs)}  # every chunk but the last; the last is shorter where chunk does not divide
-    if learner.epochs > chunk and learner.epochs % chunk:
-        lengths.add(learner.epochs % chunk)
+    keys, env_params, mesh = _inputs(learner, seeds, chunk, env_params, devices, "precompile")
+    state = _abstract_state(learner, keys, env_params, mesh)
     before = learner.compiled_chunks
-    for n in sorted(lengths):
+    for n in _chunk_lengths(learner.epochs, chunk):  # `chunk`, and a shorter last one where it does not divide
         learner.compiled_chunk(state, n)
+    init = getattr(learner, "init_program", None)  # the initialization too, where the learner exposes its program
+    if init is not None and hasattr(init, "lower"):
+        init.lower(keys, env_params).compile()
     return learner.compiled_chunks - before
 
 
@@ -97,15 +130,22 @@ def fit(learner: Learner, seeds, chunk: int = 10, ckpt_dir: str | None = None, r
     visible devices; see `meqc_jax.sharding`), one program partitioned by `jax.jit`; a single
     device runs it unchanged. Pass `devices=jax.devices()[:1]` to keep everything on one device.
     `on_chunk(epochs_done, metrics so far, seconds)` is called after every chunk.
-    A training program whose compiled memory plan exceeds the device is refused before it runs
-    (`compilation.ProgramTooLarge`, one line naming the sizes and what to lower).
+    A training that would not fit the device is refused before anything of its size is built or run
+    (`compilation.ProgramTooLarge`, one line naming the sizes and what to lower): the first chunk's program
+    is checked for the runs' state as shapes only (`jax.eval_shape`), first against a lower bound found from
+    the shapes (`Learner.memory_floor`), then against XLA's plan of the compiled program, and only then is
+    the state initialized.
     Returns (final state batched over seeds, the learner's metrics with leaves [seeds, epochs]).
     """
     import orbax.checkpoint as ocp
 
     epochs = learner.epochs
     seeds = [int(s) for s in seeds]
-    state = _initial_state(learner, seeds, chunk, env_params, devices, "fit")
+    keys, env_params, mesh = _inputs(learner, seeds, chunk, env_params, devices, "fit")
+    # refused (ProgramTooLarge) here, from shapes, before the runs' state exists or anything is dispatched
+    for n in _chunk_lengths(epochs, chunk, _resumed_epochs(ckpt_dir, resume))[-1:]:
+        learner.compiled_chunk(_abstract_state(learner, keys, env_params, mesh), n)
+    state = _initial_state(learner, keys, env_params, mesh)
     history: list = []
     done = 0
     ckpt = ocp.StandardCheckpointer() if ckpt_dir else None

@@ -51,11 +51,7 @@ def batch_mesh(names: Sequence[str], sizes: Sequence[int], devices: Sequence | N
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("batch_mesh: devices is empty: allowed at least one device")
-    left, shape = len(devices), []
-    for size in sizes:
-        d = math.gcd(int(size), left)
-        shape.append(d)
-        left //= d
+    shape = mesh_shape(sizes, len(devices))
     used = int(np.prod(shape))
     if used < len(devices):
         warnings.warn(f"batch axes {dict(zip(names, sizes))} split over {used} of {len(devices)} devices "
@@ -64,6 +60,16 @@ def batch_mesh(names: Sequence[str], sizes: Sequence[int], devices: Sequence | N
     if used == 1:
         return None
     return _make_mesh(tuple(shape), tuple(names), devices[:used])
+
+
+def mesh_shape(sizes: Sequence[int], num_devices: int) -> list[int]:
+    """How many devices `batch_mesh` splits each batch axis over (greedy: axis i gets gcd(size_i, devices left))."""
+    left, shape = int(num_devices), []
+    for size in sizes:
+        d = math.gcd(int(size), left)
+        shape.append(d)
+        left //= d
+    return shape
 
 
 def _make_mesh(shape: tuple[int, ...], names: tuple[str, ...], devices: list) -> Mesh:
@@ -103,6 +109,30 @@ def place(tree, mesh: Mesh | None, axes=1):
     if isinstance(axes, int):
         return jax.tree.map(lambda leaf: put(leaf, axes), tree)
     return jax.tree.map(lambda k, sub: jax.tree.map(lambda leaf: put(leaf, k), sub), axes, tree)
+
+
+def default_device():
+    """The device a jitted call without placed inputs runs on (`jax_default_device`, else the first)."""
+    d = jax.config.jax_default_device
+    if d is None:
+        return jax.devices()[0]
+    return jax.devices(d)[0] if isinstance(d, str) else d
+
+
+def abstract(tree, mesh: Mesh | None, axes=1):
+    """What `place(tree, mesh, axes)` would hold, as `jax.ShapeDtypeStruct`s carrying the same shardings
+    (one device's without a mesh), for leaves that are arrays or abstract values (`jax.eval_shape`'s):
+    programs compiled ahead for these accept the placed arrays, and nothing of their size is built."""
+    single = None if mesh is not None else jax.sharding.SingleDeviceSharding(default_device())
+
+    def spec(leaf, k):
+        shape = tuple(leaf.shape)
+        s = single or NamedSharding(mesh, leading_spec(mesh, len(shape), k))
+        return jax.ShapeDtypeStruct(shape, leaf.dtype, sharding=s, weak_type=getattr(leaf, "weak_type", False))
+
+    if isinstance(axes, int):
+        return jax.tree.map(lambda leaf: spec(leaf, axes), tree)
+    return jax.tree.map(lambda k, sub: jax.tree.map(lambda leaf: spec(leaf, k), sub), axes, tree)
 
 
 def _put_global(leaf, spec: NamedSharding):

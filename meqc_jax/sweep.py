@@ -425,12 +425,15 @@ def _agreed(value: float) -> float:
 def _run_chunk(spec: SweepSpec, points, configs, group: Group, cells, size: int, ckpt: str, devices) -> list[dict]:
     """One chunk's cells (padded to `size`) trained where asked and evaluated in one program; its rows."""
     from meqc_jax.env import MEQCEnv
-    from meqc_jax.evaluate import evaluate
+    from meqc_jax.evaluate import check_instances_fit, evaluate
     from meqc_jax.sharding import FAST_COMPILE
 
     padded = cells + [cells[-1]] * (size - len(cells))
     env = MEQCEnv(group.config)
     params = MEQCEnv.stack_params([env.params_for(configs[p]) for p, _ in padded])
+    fit_hint = "--chunk-cells (cells per call) or --envs"
+    if any(name in TRAINED for name in group.policies):  # an evaluation too large is refused before training for it
+        check_instances_fit(group.config, params, spec.envs, len(group.policies), fit_hint, devices)
     pols = []
     for name in group.policies:
         if name in TRAINED:
@@ -439,7 +442,7 @@ def _run_chunk(spec: SweepSpec, points, configs, group: Group, cells, size: int,
             pols.append(name)
     res = evaluate(group.config, pols, num_envs=spec.envs, num_slots=spec.slots, env_params=params,
                    point_seeds=[s for _, s in padded], compiler_options=FAST_COMPILE, devices=devices,
-                   fit_hint="--chunk-cells (cells per call) or --envs")
+                   fit_hint=fit_hint)
     share = res.wall_s["all"] / len(padded)
     rows = []
     for k, (p, s) in enumerate(cells):

@@ -140,12 +140,21 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_
     e.g. Fig. 4's VQC training while Fig. 4 trains its MLP, and loads it from the cache); every
     part's numbers are those of a run in this process (each part seeds itself from `rc`); workers draw
     no progress bars (each part still logs one line when it ends). A part that
-    fails does not stop the others: their outputs are written, then the first error is raised."""
+    fails does not stop the others: their outputs are written, then the first error is raised. Before any part
+    starts, the trainings of those to run are checked to fit the device from their sizes (`Part.trainings`,
+    `common.check_trainings_fit`): an oversized request is refused at once (`compilation.ProgramTooLarge`)."""
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         raise ValueError(f"reproduce: parts={unknown!r} are invalid: allowed " + ", ".join(PARTS))
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"reproduce: workers={workers!r} is invalid: allowed an integer >= 1")
+    # every part to run is checked to fit the device, from its sizes, before any starts (or loses its checkpoints)
+    from meqc_jax.experiments.common import check_trainings_fit
+
+    for part in parts:
+        to_run = force or not os.path.exists(os.path.join(out, f"{part}.json"))
+        if PARTS_BY_NAME[part].trainings is not None and to_run:
+            check_trainings_fit(part, rc, PARTS_BY_NAME[part].trainings(part, rc))
     os.makedirs(out, exist_ok=True)
     t_start = time.perf_counter()
     atomic_write_json(os.path.join(out, "reproduce_config.json"), rc.to_dict())

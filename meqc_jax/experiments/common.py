@@ -215,18 +215,59 @@ def train_compiler_options(rc: ReproduceConfig):
     return LIGHT_COMPILE if rc.fast_compile else None
 
 
+def ppo_config(torso: str, rc: ReproduceConfig, epochs: int | None = None):
+    """The PPOConfig of the reproduction's trainings with `torso` (`epochs` overrides `rc.epochs_mlp` or
+    `rc.epochs_vqc`)."""
+    from meqc_jax.learners.ppo import PPOConfig
+
+    if epochs is None:
+        epochs = rc.epochs_vqc if torso == "vqc" else rc.epochs_mlp
+    return PPOConfig(torso=torso, epochs=epochs, num_envs=rc.envs, num_minibatches=rc.minibatches,
+                     update_epochs=rc.update_epochs, lr=rc.lr, hidden=rc.hidden, shared_params=rc.shared_params)
+
+
+def check_trainings_fit(part: str, rc: ReproduceConfig, trainings) -> None:
+    """Refuse (`compilation.ProgramTooLarge`, one line naming --seeds and the seeds that fit) a part whose trainings
+    would not fit the device, from their sizes alone -- nothing is built, traced or compiled, so `reproduce` checks
+    every part before any of them starts. `trainings`: (SystemConfig, PPOConfig, configurations) per training of
+    the part (`Part.trainings`), each trained for `rc.seeds` seeds per configuration in one program. The bound
+    is the epoch's observations the rollout keeps (`learners.ppo.observation_floor_bytes`), split over the devices
+    as `loop.fit` splits runs and environments; `fit` still checks XLA's plan of each program before it runs."""
+    import math
+
+    import jax
+
+    from meqc_jax.compilation import device_memory_bytes, refuse_if_over
+    from meqc_jax.learners.ppo import observation_floor_bytes
+    from meqc_jax.sharding import mesh_shape
+
+    have = device_memory_bytes()
+    for system_config, ppo, configs in trainings:
+        per_run = observation_floor_bytes(system_config, ppo)
+
+        def need(seeds: int) -> int:
+            runs = configs * seeds
+            return math.ceil(runs * per_run / math.prod(mesh_shape((runs, ppo.num_envs), jax.device_count())))
+
+        if have is None or need(rc.seeds) <= have:
+            continue
+        fits = [s for s in range(1, 101) if need(s) <= have]
+        lower = (f"the seeds (--seeds, allowed 1 to 100: at most {max(fits)} pass this bound here)" if fits else
+                 "the environments or slots per epoch (ReproduceConfig.envs, slots_per_epoch): not even one seed fits")
+        refuse_if_over(need(rc.seeds), f"reproduce {part}: training {configs * rc.seeds} run(s) ({configs} "
+                       f"configuration(s) x {rc.seeds} seed(s)) of U={system_config.num_users}, "
+                       f"E={system_config.num_servers} with {ppo.num_envs} envs x {system_config.slots_per_episode} "
+                       f"slots per epoch", lower, "an epoch's observations alone, from the sizes", have, at_least=True)
+
+
 def _training(system_config: SystemConfig, torso: str, rc: ReproduceConfig, configs: list[SystemConfig],
               epochs: int | None):
     """The learner, runs [(config index, seed)] and stacked EnvParams of `train` (nothing compiled yet)."""
     from meqc_jax.env import MEQCEnv
     from meqc_jax.learners import make_learner
-    from meqc_jax.learners.ppo import PPOConfig
 
-    if epochs is None:
-        epochs = rc.epochs_vqc if torso == "vqc" else rc.epochs_mlp
-    ppo = PPOConfig(torso=torso, epochs=epochs, num_envs=rc.envs, num_minibatches=rc.minibatches,
-                    update_epochs=rc.update_epochs, lr=rc.lr, hidden=rc.hidden, shared_params=rc.shared_params)
-    learner = make_learner("ppo", system_config, ppo, compiler_options=train_compiler_options(rc))
+    learner = make_learner("ppo", system_config, ppo_config(torso, rc, epochs),
+                           compiler_options=train_compiler_options(rc))
     env = learner.env
     runs = [(i, s) for i in range(len(configs)) for s in range(rc.seed, rc.seed + rc.seeds)]
     params = MEQCEnv.stack_params([env.params_for(configs[i]) for i, _ in runs])

@@ -28,24 +28,31 @@ class Part:
     # after its MLP's), compiled by another parallel worker into the persistent compilation cache while the part
     # starts; dry_run only names them (without jax). None: nothing to compile ahead
     precompile: Callable | None = None
+    # (name, rc) -> [(SystemConfig, PPOConfig, configurations)]: the trainings whose size grows with the seeds, each
+    # `rc.seeds` runs per configuration in one program; `reproduce` checks they fit the device before any part
+    # starts (`common.check_trainings_fit`). None: nothing to check ahead (`loop.fit` still checks each training)
+    trainings: Callable | None = None
 
 
 PART_LIST = (
     Part("fig4", "training curves at U = E = sizes[0], every preset (MLP and VQC)", training.run, training.report, 60,
-         group="u10", precompile=training.precompile),
+         group="u10", precompile=training.precompile, trainings=training.trainings),
     Part("fig5", "training curves at U = E = sizes[1], balanced", training.run, training.report, 35,
-         precompile=training.precompile),
+         precompile=training.precompile, trainings=training.trainings),
     Part("fig6", "training curves at U = E = sizes[2], balanced", training.run, training.report, 45,
-         precompile=training.precompile),
-    Part("fig7", "final cost vs edge CPU speed", sweeps.run, sweeps.report, 12, group="u10"),
-    Part("fig8", "final cost vs physical qubits per QPU", sweeps.run, sweeps.report, 10, group="u10"),
-    Part("fig9", "final cost vs qubit lifetime t1", sweeps.run, sweeps.report, 10, group="u10"),
+         precompile=training.precompile, trainings=training.trainings),
+    Part("fig7", "final cost vs edge CPU speed", sweeps.run, sweeps.report, 12, group="u10",
+         trainings=sweeps.trainings),
+    Part("fig8", "final cost vs physical qubits per QPU", sweeps.run, sweeps.report, 10, group="u10",
+         trainings=sweeps.trainings),
+    Part("fig9", "final cost vs qubit lifetime t1", sweeps.run, sweeps.report, 10, group="u10",
+         trainings=sweeps.trainings),
     Part("fig10", "the oracle's QPU share over t1 x latency weight (not in the paper)", qpu_map.run, qpu_map.report, 15),
-    # dynamics-spec.md: state carried between slots, one part per registered scenario (opt-in)
+    # docs/spec/dynamics.md: state carried between slots, one part per registered scenario (opt-in)
     *(Part(name, f"{scen}: every policy over an episode, drift-plus-penalty vs V, the clairvoyant gap",
            sustainable.run, sustainable.report, 40, default=False)
       for name, scen in sustainable.SCENARIO_OF_PART.items()),
-    # dynamics-spec.md section 8: users who share their servers (opt-in)
+    # docs/spec/dynamics.md section 8: users who share their servers (opt-in)
     Part("contention", f"{contention.SCENARIO}: cost and price of anarchy vs load, learners against the exact optimum",
          contention.run, contention.report, 60, default=False),
 )

@@ -28,6 +28,12 @@ def sweep_config(system: SystemConfig, field: str, value) -> SystemConfig:
     return system.replace(t1_ms=float(value))
 
 
+def trainings(name: str, rc: ReproduceConfig) -> list:
+    """What `run` trains, by size (`Part.trainings`): one MLP training over the sweep's values."""
+    epochs = rc.epochs_mlp if rc.epochs_sweep is None else rc.epochs_sweep
+    return [(common.system(rc, 10), common.ppo_config("mlp", rc, epochs), len(getattr(rc, SWEEPS[name][0])))]
+
+
 def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
     """Train one MLP run per sweep value and seed (all in one program, the value as traced EnvParams),
     evaluate it with every baseline and the oracle at its value; write the CSV and PNG."""

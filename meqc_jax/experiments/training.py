@@ -29,6 +29,12 @@ def _setup(name: str, rc: ReproduceConfig):
     return size, presets, torsos, system, configs, epochs
 
 
+def trainings(name: str, rc: ReproduceConfig) -> list:
+    """What `run` trains, by size (`Part.trainings`): (system, PPOConfig, configurations) per torso."""
+    _, _, torsos, system, configs, epochs = _setup(name, rc)
+    return [(system, common.ppo_config(t, rc, epochs if t == "mlp" else None), len(configs)) for t in torsos]
+
+
 def precompile(name: str, rc: ReproduceConfig, dry_run: bool = False) -> list[str]:
     """Compile, without training, the trainings this part reaches after its first (the VQC's, trained once the
     MLP has: Fig. 4 in quick mode): another worker runs this while the part trains its MLP, and the part then

@@ -205,7 +205,8 @@ class DROOLearner(Learner):
             self.chunk_executables, self.chunk_program, states, num_epochs,
             f"DROO training of {runs} run(s) at U={self.U}, E={self.E} with {self.num_envs} slots x "
             f"{self.config.candidates} candidates per batch", "the slots per batch (num_envs), the candidates, "
-            "or the runs trained at once")
+            "or the runs trained at once",
+            floor=lambda: self.memory_floor(states))
 
     def epochs_done(self, states: DROOState) -> int:
         return int(np.asarray(states.epoch).reshape(-1)[0])

@@ -51,6 +51,16 @@ class Learner(abc.ABC):
         learner, state layout and chunk length) and refused before it ever runs when its memory plan
         exceeds the device (`compilation.check_fits`)."""
 
+    def memory_floor(self, states) -> tuple[int, str]:
+        """A lower bound on the bytes one device holds while a training chunk of these runs-batched states (arrays
+        or `jax.ShapeDtypeStruct`s with their shardings) runs, found from shapes alone (nothing built, traced or
+        compiled), and what it counts: by default the states in and the states out (the chunk's program donates
+        nothing, so both are live). `compiled_chunk` refuses a chunk whose floor exceeds the device before it
+        compiles it; learners add what every chunk of theirs must also hold."""
+        from meqc_jax.compilation import bytes_per_device
+
+        return 2 * bytes_per_device(states), "the training state in and out"
+
     def train_chunk_batch(self, states, num_epochs: int):
         """`train_chunk` over a leading runs axis: `compiled_chunk(states, num_epochs)(states)`."""
         return self.compiled_chunk(states, num_epochs)(states)
@@ -86,18 +96,24 @@ class Learner(abc.ABC):
         """A JSON-able description of the learner (its name, reward, critic, discount, ...)."""
 
 
-def compiled_chunk_program(cache: dict, program, states, num_epochs: int, what: str, lower: str):
+def compiled_chunk_program(cache: dict, program, states, num_epochs: int, what: str, lower: str, floor=None):
     """`program(states, num_epochs)` (a jitted chunk of epochs over runs) compiled ahead of time, once per
     state layout and chunk length (kept in `cache`), and refused before it ever runs when its memory plan
-    exceeds the device (`compilation.check_fits`: one line naming `what` was too large and what to lower)."""
+    exceeds the device (`compilation.check_fits`: one line naming `what` was too large and what to lower).
+    `states` may be abstract (`jax.ShapeDtypeStruct`s with the shardings the real states will have: `loop.fit`
+    checks a training before it builds anything); `floor()` -> (bytes, what they count), a lower bound from
+    shapes alone (`Learner.memory_floor`), refuses an oversized chunk before it is even compiled."""
     import jax
 
-    from meqc_jax.compilation import check_fits
+    from meqc_jax.compilation import check_fits, refuse_if_over
 
     leaves, tree = jax.tree.flatten(states)
     sig = (num_epochs, tree, tuple((x.shape, x.dtype, getattr(x, "sharding", None)) for x in leaves))
     compiled = cache.get(sig)
     if compiled is None:
+        if floor is not None:
+            need, basis = floor()
+            refuse_if_over(need, what, lower, basis + ", from the shapes alone", at_least=True)
         compiled = program.lower(states, num_epochs).compile()
         check_fits(compiled, what, lower)
         cache[sig] = compiled

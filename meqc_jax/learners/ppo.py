@@ -608,8 +608,16 @@ class PPOLearner(Learner):
             self.chunk_executables, self.chunk_program, states, num_epochs,
             f"training {runs} run(s) of U={self.U}, E={self.E} with {self.num_envs} envs x "
             f"{self.T} slots per epoch ({num_epochs} epochs per call)",
-            "the envs (--envs), the slots per epoch (--slots-per-epoch), the users and servers, "
-            "or the seeds trained at once")
+            "the envs (--envs), the slots per epoch (--slots-per-epoch), the users and servers (--users, "
+            "--servers), or the seeds trained at once (--seeds)", floor=lambda: self.memory_floor(states))
+
+    def memory_floor(self, states: TrainState) -> tuple[int, str]:
+        """`Learner.memory_floor` plus an epoch's observations: the rollout keeps every slot's [N, U, D] observations
+        (as the state's `obs` is split over the devices) for the update, `T` of them."""
+        from meqc_jax.compilation import bytes_per_device
+
+        state, basis = super().memory_floor(states)
+        return state + self.T * bytes_per_device(states.obs), basis + " and an epoch's observations"
 
     def share_programs(self, twin: PPOLearner) -> None:
         """Run `twin`'s jitted and compiled programs (initialization, training chunks) instead of compiling this
@@ -661,6 +669,13 @@ class PPOLearner(Learner):
         """Trained agents per sweep point (parameters stacked over points), for `evaluate(env_params=...)`.
         The acting function is the same object for every call, so evaluations reuse their compile."""
         return Policy(name, None, params=stacked_params, act_with=self.act)
+
+
+def observation_floor_bytes(system: SystemConfig, ppo: PPOConfig) -> int:
+    """A lower bound, from the sizes alone (nothing built or traced), on the bytes one run's training chunk holds:
+    the epoch's observations its rollout keeps for the update, [slots_per_episode, num_envs, U, obs_dim]."""
+    item = jnp.dtype(jnp.float32 if not jax.config.jax_enable_x64 else jnp.float64).itemsize
+    return (system.slots_per_episode * ppo.num_envs * system.num_users * MEQCEnv(system).obs_dim * item)
 
 
 def make_train(system: SystemConfig, ppo: PPOConfig | None = None, scale: float | None = None,

@@ -1,0 +1,86 @@
+"""A run refused for memory really ends: the real `meqc` in a child process under a 4 GiB address-space limit
+(`ulimit -v`, which `compilation.device_memory_bytes` also honours, so the refusal is the same on any machine)
+exits with status 2 within seconds, the one-line refusal naming what to lower is its last line on stderr, there
+is no traceback, and its memory never grows: the check runs from shapes, before anything of the run's size is
+built or dispatched to JAX (nothing is left running after the refusal)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+LIMIT = 4 * 2**30  # address space: JAX imports and small runs work under it (XLA reserves ~1-2 GiB of it)
+PEAK_RSS = 2 * 2**30  # a refused run stays near the interpreter + JAX import (~0.3 GiB measured)
+TIMEOUT_S = 45.0  # measured: 3-6 s on 2 busy CPU cores
+
+
+def _limit_memory():
+    resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))
+
+
+def run_cli(tmp_path, *args):
+    """`python -m meqc_jax.cli *args` under the limit; (exit status, stdout, stderr, seconds, peak RSS bytes)."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "MEQC_COMPILE_CACHE": "off", "PYTHONUNBUFFERED": "1"}
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    t0 = time.monotonic()
+    with open(out, "w") as fo, open(err, "w") as fe:
+        proc = subprocess.Popen([sys.executable, "-m", "meqc_jax.cli", "--compile-cache", "off", *args], stdout=fo,
+                                stderr=fe, env=env, cwd=tmp_path, preexec_fn=_limit_memory)
+        while True:  # os.wait4: this child's own peak RSS (RUSAGE_CHILDREN would mix in every earlier child)
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - t0 > TIMEOUT_S:
+                proc.kill()
+                os.wait4(proc.pid, 0)
+                proc.returncode = -signal.SIGKILL
+                pytest.fail(f"meqc {' '.join(args)} still ran after {TIMEOUT_S:.0f} s: {err.read_text()[-2000:]}")
+            time.sleep(0.05)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+    return proc.returncode, out.read_text(), err.read_text(), time.monotonic() - t0, usage.ru_maxrss * 1024
+
+
+def assert_refused(tmp_path, args, *named):
+    rc, out, err, wall, peak = run_cli(tmp_path, *args)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2, (rc, err[-3000:])
+    assert "Traceback" not in out + err, err[-3000:]
+    last = lines[-1]
+    assert last.startswith(f"meqc {args[0]}: error: ") and "of memory" in last and "but the device can hold" in last
+    assert "needs at least" in last, last  # refused from shapes (a lower bound), before anything was compiled
+    for field in named:
+        assert field in last, (field, last)
+    assert wall < TIMEOUT_S and peak < PEAK_RSS, (wall, peak / 2**30)
+    return last
+
+
+def test_train_too_large_is_refused_and_ends(tmp_path):
+    # 1000 x 1000 is accepted by the argument checks; its training state alone is ~28 GiB (a 534 GiB floor)
+    last = assert_refused(tmp_path, ["train", "--users", "1000", "--servers", "1000", "--epochs", "1",
+                                     "--out", str(tmp_path / "run"), "--no-progress"], "--users", "--envs")
+    assert "training 1 run(s) of U=1000, E=1000" in last
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained, nothing written past config.json
+
+
+@pytest.mark.parametrize("policies", ["local", "greedy,ppo"])
+def test_sweep_too_large_is_refused_and_ends(tmp_path, policies):
+    # 2 points x 100000 instances at U = E = 1000: terabytes of states; with ppo it is refused before training
+    last = assert_refused(tmp_path, ["sweep", "--grid", "t1_ms=1,10", "--set", "num_users=1000", "--set",
+                                     "num_servers=1000", "--envs", "100000", "--slots", "1", "--policies", policies,
+                                     "--out", str(tmp_path / "sweep"), "--no-progress"], "--envs", "--chunk-cells")
+    assert "evaluating 2 point(s) x 100000 instances" in last and "instances per point pass this bound" in last
+    assert not list((tmp_path / "sweep" / "chunks").glob("*.json"))
+
+
+def test_reproduce_too_many_seeds_is_refused_before_any_part_starts(tmp_path):
+    # Fig. 6 trains 100 runs at U = E = 30 with 64 envs x 500 slots: at least 45 GiB of observations
+    last = assert_refused(tmp_path, ["reproduce", "--seeds", "100", "--only", "fig6", "--out", str(tmp_path / "rep"),
+                                     "--no-progress"], "--seeds", "allowed 1 to 100")
+    assert last.startswith("meqc reproduce: error: reproduce fig6: training 100 run(s)")
+    assert not (tmp_path / "rep" / "reproduce_config.json").exists()  # refused before anything was written or spawned
