@@ -322,7 +322,9 @@ def evaluate_cmd(args) -> int:
                   f"preset={config.preset}: "
                   f"{envs} instances x {steps} slots = {envs * steps} slots, seed {args.seed}")
     t0 = time.perf_counter()
-    res = evaluate(config, names, num_envs=envs, num_slots=steps, seed=args.seed, progress=not args.no_progress)
+    # refused (exit 2, one line) from the instances' shapes when they would not fit, before any is reset
+    res = evaluate(config, names, num_envs=envs, num_slots=steps, seed=args.seed, progress=not args.no_progress,
+                   fit_hint="--envs, or the users and servers (--users, --servers)")
     wall = time.perf_counter() - t0
 
     table = Table(title=f"Mean slot cost over {envs * steps} paired slots (95 % CI over instances)")

@@ -7,8 +7,6 @@ built or dispatched to JAX (nothing is left running after the refusal)."""
 from __future__ import annotations
 
 import os
-import resource
-import signal
 import subprocess
 import sys
 import time
@@ -20,30 +18,44 @@ PEAK_RSS = 2 * 2**30  # a refused run stays near the interpreter + JAX import (~
 TIMEOUT_S = 45.0  # measured: 3-6 s on 2 busy CPU cores
 
 
-def _limit_memory():
-    resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))
+# The child sets its own limit and reports its own peak (VmHWM at exit, which counts only what it used after
+# exec): a preexec_fn would fork this (possibly large) test process, whose pages would count in the child's
+# ru_maxrss before exec, and xdist workers grow to several GiB over the suite.
+_CHILD = """
+import atexit, resource, runpy, sys
+resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+report = sys.argv.pop(1)
+
+
+def _peak():
+    with open("/proc/self/status") as f:
+        hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    with open(report, "w") as f:
+        f.write(str(hwm))
+
+
+atexit.register(_peak)
+sys.argv[0] = "meqc"
+runpy.run_module("meqc_jax.cli", run_name="__main__", alter_sys=True)
+"""
 
 
 def run_cli(tmp_path, *args):
     """`python -m meqc_jax.cli *args` under the limit; (exit status, stdout, stderr, seconds, peak RSS bytes)."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "MEQC_COMPILE_CACHE": "off", "PYTHONUNBUFFERED": "1"}
-    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    out, err, peak = tmp_path / "stdout", tmp_path / "stderr", tmp_path / "peak"
     t0 = time.monotonic()
     with open(out, "w") as fo, open(err, "w") as fe:
-        proc = subprocess.Popen([sys.executable, "-m", "meqc_jax.cli", "--compile-cache", "off", *args], stdout=fo,
-                                stderr=fe, env=env, cwd=tmp_path, preexec_fn=_limit_memory)
-        while True:  # os.wait4: this child's own peak RSS (RUSAGE_CHILDREN would mix in every earlier child)
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() - t0 > TIMEOUT_S:
-                proc.kill()
-                os.wait4(proc.pid, 0)
-                proc.returncode = -signal.SIGKILL
-                pytest.fail(f"meqc {' '.join(args)} still ran after {TIMEOUT_S:.0f} s: {err.read_text()[-2000:]}")
-            time.sleep(0.05)
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
-    return proc.returncode, out.read_text(), err.read_text(), time.monotonic() - t0, usage.ru_maxrss * 1024
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD.format(limit=LIMIT), str(peak), "--compile-cache",
+                                 "off", *args], stdout=fo, stderr=fe, env=env, cwd=tmp_path)
+        try:
+            proc.wait(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"meqc {' '.join(args)} still ran after {TIMEOUT_S:.0f} s: {err.read_text()[-2000:]}")
+    assert peak.exists(), f"the child reported no peak (it did not exit through Python): {err.read_text()[-2000:]}"
+    return proc.returncode, out.read_text(), err.read_text(), time.monotonic() - t0, int(peak.read_text())
 
 
 def assert_refused(tmp_path, args, *named):
@@ -66,6 +78,15 @@ def test_train_too_large_is_refused_and_ends(tmp_path):
                                      "--out", str(tmp_path / "run"), "--no-progress"], "--users", "--envs")
     assert "training 1 run(s) of U=1000, E=1000" in last
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained, nothing written past config.json
+
+
+def test_evaluate_too_large_is_refused_and_ends(tmp_path):
+    # 1000000 instances at U = E = 1000: terabytes of states, refused before any instance is reset
+    last = assert_refused(tmp_path, ["evaluate", "--users", "1000", "--servers", "1000", "--envs", "1000000",
+                                     "--slots", "1000000", "--policies", "local", "--out", str(tmp_path / "ev"),
+                                     "--no-progress"], "--envs", "--users")
+    assert "evaluating 1 point(s) x 1000000 instances" in last
+    assert not (tmp_path / "ev" / "summary.json").exists()
 
 
 @pytest.mark.parametrize("policies", ["local", "greedy,ppo"])
