@@ -71,8 +71,12 @@ def test_training_through_the_host_loop_learns_and_evaluates():
     keys = jax.random.split(jax.random.key(11), 64)
     obs, states = jax.vmap(env.reset)(keys)
 
+    @jax.jit  # one program for the three parameter sets below
+    def mean_argmax_cost(params):
+        return jnp.mean(jax.vmap(lambda k, s, o: learner.search(params, k, s, o)[3])(keys, states, obs))
+
     def argmax_cost(params):
-        return float(jnp.mean(jax.vmap(lambda k, s, o: learner.search(params, k, s, o)[3])(keys, states, obs)))
+        return float(mean_argmax_cost(params))
 
     untrained = argmax_cost(learner.init(jax.random.key(0)).params)
     for run in (0, 1):

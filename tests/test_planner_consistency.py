@@ -89,18 +89,21 @@ def test_under_arrival_the_solver_predicts_the_expected_cost_over_the_arrival_or
     cfg = SystemConfig(num_users=4, num_servers=2, dynamics=dyn, slot_s=10.0, **QPU)
     env = MEQCEnv(cfg)
     _, states = jax.vmap(env.reset)(jax.random.split(jax.random.key(5), 6))
-    step = jax.vmap(env.step)
     hold = (jnp.zeros((6, 4), jnp.int32), jnp.zeros((6, 4)))  # offload everything: backlogs build
-    for t in range(3):
-        _, states, *_ = step(jax.random.split(jax.random.key(100 + t), 6), states, hold)
-    plans = jax.vmap(lambda s: greedy_plan(cfg, s))(states)
     orders = jax.random.split(jax.random.key(9), 4096)
 
     def replay(state, server, phi):
         c = jax.vmap(lambda k: env.price(k, state, (server, phi)))(orders)
         return c.total, jnp.sum(c.dropped)
 
-    totals, drops = jax.jit(jax.vmap(replay))(states, plans.server, plans.phi)
+    @jax.jit  # one program: three slots of backlog, the plan, its replay under 4096 arrival orders
+    def run(states):
+        for t in range(3):
+            _, states, *_ = jax.vmap(env.step)(jax.random.split(jax.random.key(100 + t), 6), states, hold)
+        plans = jax.vmap(lambda s: greedy_plan(cfg, s))(states)
+        return plans, jax.vmap(replay)(states, plans.server, plans.phi)
+
+    plans, (totals, drops) = run(states)
     assert int(drops.sum()) == 0
     mean, se = np.asarray(totals.mean(1)), np.asarray(totals.std(1)) / np.sqrt(totals.shape[1])
     contested = np.asarray(totals.std(1)) > 1e-3 * mean
@@ -148,7 +151,7 @@ def test_the_clairvoyant_plan_replays_to_its_per_slot_terms(dyn, overrides):
     env = MEQCEnv(cfg)
     step = jax.jit(env.step)
     compared = 0
-    for seed in range(3):
+    for seed in range(2):
         _, state = env.reset(jax.random.key(seed))
         for t in range(3):  # a few slots of random offloading build a carry
             act = (jax.random.randint(jax.random.key(50 + t), (3,), 0, 2), jnp.zeros(3))
@@ -177,4 +180,4 @@ def test_the_clairvoyant_plan_replays_to_its_per_slot_terms(dyn, overrides):
                 diverged |= boundary | (plan.dropped[t] & ~np.asarray(c.dropped))
             np.testing.assert_allclose(np.asarray(c.per_user)[check], plan.per_user[t][check], rtol=1e-4, atol=1e-4)
             compared += int(check.sum())
-    assert compared >= 18, compared
+    assert compared >= 12, compared
