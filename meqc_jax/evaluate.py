@@ -13,7 +13,8 @@ own randomness comes from a separate stream. Two programs, chosen automatically 
   actions change the future (`MEQCEnv.memoryless` is False).
 * `shared` -- the fast path for memoryless models (the paper's): tasks never depend on actions,
   so one transition serves every policy; each is priced on the same state with the same draws.
-  Both paths give identical numbers there (tests/test_evaluate.py).
+  Both paths give identical numbers there
+  (tests/test_dynamics.py::test_shared_and_per_policy_transitions_agree_exactly_on_the_paper_model).
 
 All policies run in one jitted `lax.scan` over a chunk of slots, vmapped over instances; the
 oracle's MIPs run on the host inside the same scan through `jax.pure_callback`. Compiled programs

@@ -37,6 +37,21 @@ def test_layers_contract_fails_on_an_upward_import(tmp_path):
     assert "BROKEN" in res.stdout and "meqc_jax.physics -> meqc_jax.env" in res.stdout, res.stdout
 
 
+def test_the_architecture_doc_names_the_contracts_layers_in_order():
+    """docs/architecture.md's picture lists pyproject's layers (the one list) in its order, so it cannot drift."""
+    import re
+    import tomllib
+
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        contract = tomllib.load(f)["tool"]["importlinter"]["contracts"][0]["layers"]
+    want = [sorted(m.strip().removeprefix("meqc_jax.") for m in layer.split("|")) for layer in contract]
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    block = doc.split("```", 2)[1]
+    got = [sorted(n.strip().rstrip("/") for n in m.group(1).split("|"))
+           for m in (re.match(r"([a-z_]+/?(?: \| [a-z_]+/?)*)", line) for line in block.splitlines()) if m]
+    assert got == want
+
+
 # Private names of other libraries that the tests and benchmarks read on purpose (jax's compile counter).
 FOREIGN_PRIVATE = {"_cache_size"}
 

@@ -48,7 +48,7 @@ OFFLOAD_ALL = (jnp.zeros(3, jnp.int32), jnp.zeros(3))  # everyone sends everythi
 
 def test_paper_model_has_an_empty_carry_and_no_conditions():
     env = MEQCEnv(PAPER)
-    assert env.memoryless and env.dynamics == () and dynamics.is_memoryless(PAPER)
+    assert env.memoryless and env.dynamics == () and not dynamics.active(PAPER)
     _, state = env.reset(jax.random.key(0))
     assert state.carry == {} and env.conditions(state) is None
 

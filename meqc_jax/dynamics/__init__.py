@@ -70,11 +70,6 @@ def carries_state(config) -> bool:
     return any(d.carries for d in active(config) if d is not ARRIVALS)
 
 
-def is_memoryless(config) -> bool:
-    """True when no slot's action can change a later slot (no dynamics: the paper's model)."""
-    return not active(config)
-
-
 # ---------------------------------------------------------------------------- the carry, folded over dynamics
 def init(key, config, scenario) -> dict:
     """The carry after a reset: `{}` without dynamics, else one entry per dynamic from its own key."""
@@ -138,5 +133,5 @@ register(Battery())
 register(Drift())
 register(Contention())
 
-__all__ = ["OBS_KINDS", "Dynamic", "ObsSpec", "active", "carries_state", "conditions", "contended", "describe", "init", "is_memoryless", "names",
+__all__ = ["OBS_KINDS", "Dynamic", "ObsSpec", "active", "carries_state", "conditions", "contended", "describe", "init", "names",
            "obs_specs", "observe", "register", "tasks", "update"]
