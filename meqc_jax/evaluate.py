@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from meqc_jax import sharding
+from meqc_jax import dynamics, sharding
 from meqc_jax.baselines import Policy, make_policy
 from meqc_jax.compilation import bytes_per_device, refuse_if_over
 from meqc_jax.config import SystemConfig
@@ -48,7 +48,8 @@ from meqc_jax.progress import ProgressBar
 METRICS = ("cost", "latency", "energy", "quantum_share", "qpu_offload_share", "feasible_share", "drop_share")
 # with carried state, per slot and instance: the mean over servers of the waits ahead at the slot's
 # start (queues), the mean device charge (battery); recorded only when that dynamic is on
-CARRY_METRICS = ("cpu_wait_s", "qpu_wait_s", "battery_j", "cpu_load")
+# every policy's per-slot metrics (`slot_metrics`); the active dynamics add their own (`Dynamic.metrics`)
+SLOT_METRICS = ("cost", "latency", "energy", "quantum_share", "qpu_offload_share", "feasible_share", "drop_share")
 TRANSITIONS = ("auto", "shared", "per_policy")
 # A user "served by a QPU" for `qpu_offload_share` holds a QPU *and* offloads at least this much of
 # its task: the oracle may hold a QPU at phi ~ 1 (a tie with local execution), which is not service.
@@ -88,22 +89,13 @@ def slot_metrics(c) -> dict:
     }
 
 
-def carry_metrics(state, c=None, slot_s: float = 1.0) -> dict:
-    """`CARRY_METRICS` of the states at a slot's start ([P, N] instances), those of the active dynamics;
-    with the slot's priced `c`, the CPU load: seconds of CPU work that arrived per second of service
-    (the utilisation each queue would have if it drained nothing else), averaged over servers."""
-    out = {}
-    if "queues" in state.carry:
-        q = state.carry["queues"]
-        out["cpu_wait_s"] = jnp.mean(q["cpu_backlog"] / state.scenario.f_edge, axis=-1)
-        out["qpu_wait_s"] = jnp.mean(q["qpu_backlog"], axis=-1)
-        if c is not None:
-            E = state.scenario.f_edge.shape[-1]
-            arrived = jax.vmap(jax.vmap(lambda srv, cyc: jnp.zeros(E).at[srv].add(cyc)))(c.server, c.cpu_cycles)
-            out["cpu_load"] = jnp.mean(arrived / (state.scenario.f_edge * slot_s), axis=-1)
-    if "battery" in state.carry:
-        out["battery_j"] = jnp.mean(state.carry["battery"]["battery"], axis=-1)
-    return out
+def carry_metrics(config: SystemConfig, state, c) -> dict:
+    """Each active dynamic's metrics (`Dynamic.metrics`) of the [P, N] instances at a slot's start, with the
+    slot's priced `c`: e.g. the queues' waits and CPU load, the batteries' charge; {} for the paper."""
+    def one(carry, scenario, outcome):
+        return dynamics.metrics(carry, config, scenario, outcome)
+
+    return jax.vmap(jax.vmap(one))(state.carry, state.scenario, c)
 
 
 def chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, transitions: str, compiler_options=None,
@@ -186,7 +178,7 @@ def chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, transitions: 
             before = state
             obs, state, _, _, info = step(env_keys, state, action)
             new.append((obs, state))
-            metrics.append({**slot_metrics(info["cost"]), **carry_metrics(before, info["cost"], env.config.slot_s)})
+            metrics.append({**slot_metrics(info["cost"]), **carry_metrics(env.config, before, info["cost"])})
         return tuple(new), metrics
 
     one_slot = shared_slot if transitions == "shared" else per_policy_slot
@@ -240,12 +232,11 @@ def _summarize(per_slot: dict[str, np.ndarray]) -> dict[str, float]:
     units = cost.mean(axis=0) if N > 1 else cost[:, 0]
     half = 1.96 * units.std(ddof=1) / math.sqrt(len(units)) if len(units) > 1 else float("nan")
     out = {"mean_cost": float(cost.mean()), "ci95": float(half), "slots": int(T * N)}
-    for m in ("latency", "energy", "quantum_share", "qpu_offload_share", "feasible_share", "drop_share"):
+    for m in SLOT_METRICS[1:]:
         out["mean_" + m if m in ("latency", "energy") else m] = float(per_slot[m].astype(np.float64).mean())
-    for m in CARRY_METRICS:
-        if m in per_slot:
-            out["mean_" + m] = float(per_slot[m].astype(np.float64).mean())
-            out["final_" + m] = float(per_slot[m][-1].astype(np.float64).mean())  # at the last slot: a trend?
+    for m in sorted(set(per_slot) - set(SLOT_METRICS)):  # the dynamics' own (`Dynamic.metrics`)
+        out["mean_" + m] = float(per_slot[m].astype(np.float64).mean())
+        out["final_" + m] = float(per_slot[m][-1].astype(np.float64).mean())  # at the last slot: a trend?
     return out
 
 

@@ -241,18 +241,13 @@ def _place_queued(config, phis, lam_d, lam_e, drop, cost_c, cost_q, cost_l, spen
 
 
 def _drift_terms(env_state, theta: float):
-    """The carry's terms of the quadratic Lyapunov function (dynamics-spec section 7): each CPU queue's
-    backlog wait cpu_backlog / f_edge [E] (s), each QPU queue's backlog qpu_backlog [E] (s) and each
-    battery's distance to LODCO's target, battery - theta [U] (J); zeros where a dynamic is off."""
+    """The carry's terms of the quadratic Lyapunov function (dynamics-spec section 7), as each dynamic
+    gives them (`Dynamic.drift_terms`): each CPU queue's backlog wait [E] (s), each QPU queue's backlog
+    [E] (s) and each battery's distance to LODCO's target [U] (J); zeros where no dynamic gives one."""
     U, E = env_state.tasks.g.shape
-    carry = env_state.carry
-    if "queues" in carry:
-        cpu_w = carry["queues"]["cpu_backlog"] / env_state.scenario.f_edge
-        qpu_w = carry["queues"]["qpu_backlog"]
-    else:
-        cpu_w = qpu_w = jnp.zeros(E)
-    bat = carry["battery"]["battery"] - theta if "battery" in carry else jnp.zeros(U)
-    return cpu_w, qpu_w, bat
+    terms = dynamics.drift_terms(env_state.carry, env_state.scenario, theta)
+    return (terms.get("cpu_queue", jnp.zeros(E)), terms.get("qpu_queue", jnp.zeros(E)),
+            terms.get("battery", jnp.zeros(U)))
 
 
 def lyapunov_weights(config: SystemConfig, env_state, v: float, theta: float) -> Weights:

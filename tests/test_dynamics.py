@@ -37,6 +37,12 @@ class ToyBacklog(Dynamic):
     def observe(self, carry, config, scenario, tasks):
         return {"cpu_wait": carry["cycles"] / scenario.f_edge}
 
+    def metrics(self, carry, config, scenario, outcome):
+        return {"toy_backlog_s": jnp.sum(carry["cycles"] / scenario.f_edge)}
+
+    def drift_terms(self, carry, scenario, theta):
+        return {"cpu_queue": carry["cycles"] / scenario.f_edge}
+
 
 if ToyBacklog.name not in dynamics.names():
     dynamics.register(ToyBacklog())
@@ -157,6 +163,29 @@ def test_with_a_carry_every_policy_runs_its_own_trajectory():
     # and the backlog is gone after the reset at slot 4
     cost = both.per_slot["random_offloading"]["cost"].mean(axis=1)
     assert cost[3] > 2 * cost[0] and cost[4] < cost[3]
+    # the toy reports its own metric (at each slot's start: nothing queued in an episode's first slot)
+    backlog = both.per_slot["random_offloading"]["toy_backlog_s"]
+    assert np.all(backlog[[0, 4]] == 0) and np.all(backlog[[2, 3]] > 0)
+    s = both.summary["random_offloading"]
+    assert s["mean_toy_backlog_s"] == pytest.approx(float(backlog.astype(np.float64).mean()))
+    assert s["final_toy_backlog_s"] == pytest.approx(float(backlog[-1].astype(np.float64).mean()))
+    assert "mean_cpu_wait_s" not in s  # no queues here: only the active dynamics report
+
+
+def test_drift_plus_penalty_weighs_a_dynamics_own_drift_terms():
+    from meqc_jax.slot_solver import lyapunov_function, lyapunov_weights
+
+    env = MEQCEnv(TOY)
+    _, state = env.reset(jax.random.key(3))
+    for t in range(2):
+        _, state, *_ = env.step(jax.random.key(10 + t), state, OFFLOAD_ALL)
+    wait = np.asarray(state.carry[ToyBacklog.name]["cycles"] / state.scenario.f_edge)
+    assert wait[0] > 0
+    w = lyapunov_weights(TOY, state, v=2.0, theta=0.0)
+    np.testing.assert_array_equal(np.asarray(w.cpu_queue), wait)
+    np.testing.assert_array_equal(np.asarray(w.qpu_queue), 0.0)
+    np.testing.assert_array_equal(np.asarray(w.battery), 0.0)
+    assert float(lyapunov_function(state, 0.0)) == pytest.approx(0.5 * float(np.sum(wait**2)), rel=1e-6)
 
 
 @pytest.mark.parametrize("latency_model", ["sum", "parallel"])

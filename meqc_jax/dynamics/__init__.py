@@ -127,11 +127,33 @@ def observe(carry: dict, config, scenario, tasks) -> dict:
     return out
 
 
+def metrics(carry: dict, config, scenario, outcome) -> dict:
+    """Every active dynamic's `metrics` of one instance's slot, by name ({} for the paper)."""
+    out: dict = {}
+    for d in active(config):
+        for name, value in d.metrics(carry[d.name], config, scenario, outcome).items():
+            if name in out:
+                raise ValueError(f"dynamics: the metric {name!r} is reported by two dynamics in {config.dynamics!r}")
+            out[name] = value
+    return out
+
+
+def drift_terms(carry: dict, scenario, theta) -> dict:
+    """The Lyapunov terms (`Dynamic.drift_terms`) of the dynamics whose state `carry` holds, by `Weights` field;
+    terms two dynamics both give are added. Read from the carry alone ({} for the paper)."""
+    out: dict = {}
+    for name, part in carry.items():
+        dyn = ARRIVALS if name == ARRIVALS.name else _REGISTRY[name]
+        for field, value in dyn.drift_terms(part, scenario, theta).items():
+            out[field] = out[field] + value if field in out else value
+    return out
+
+
 # ---------------------------------------------------------------------------- the registrations
 register(Queues())
 register(Battery())
 register(Drift())
 register(Contention())
 
-__all__ = ["OBS_KINDS", "Dynamic", "ObsSpec", "active", "carries_state", "conditions", "contended", "describe", "init", "names",
+__all__ = ["OBS_KINDS", "Dynamic", "ObsSpec", "active", "carries_state", "conditions", "contended", "describe", "drift_terms", "init", "metrics", "names",
            "obs_specs", "observe", "register", "tasks", "update"]

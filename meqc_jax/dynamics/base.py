@@ -9,6 +9,8 @@ A dynamic (a server queue, a device battery, a drifting qubit lifetime, ...) own
             outcome = slot_cost(..., conditions)      Eq. 12 with what the update needs
             carry = update(carry, outcome, key, ...)  the state the next slot starts from
     observe: observe(carry, ...) -> raw values of the fields declared by `obs_specs`
+    report:  metrics(carry, ..., outcome) -> what `evaluate` reports of the dynamic per slot
+    plan:    drift_terms(carry, scenario, theta) -> its terms of the Lyapunov function (drift-plus-penalty)
 
 Every hook is a pure function of arrays (jit / vmap / scan friendly, static shapes); only
 `init` and `update` are required. The paper's model is the empty set of dynamics: an empty
@@ -82,4 +84,17 @@ class Dynamic(abc.ABC):
 
     def observe(self, carry, config, scenario, tasks) -> dict:
         """Raw values of the fields of `obs_specs`, by name."""
+        return {}
+
+    def metrics(self, carry, config, scenario, outcome) -> dict:
+        """What `evaluate` reports of this dynamic for one instance and slot, scalars by name: from the carry
+        at the slot's start and the slot's priced `outcome` (`cost.CostBreakdown`). Each becomes `mean_<name>`
+        and `final_<name>` of a policy's summary (default: none)."""
+        return {}
+
+    def drift_terms(self, carry, scenario, theta) -> dict:
+        """This dynamic's terms of the quadratic Lyapunov function (dynamics-spec section 7), from the carry
+        alone, by the `slot_solver.Weights` field each weighs: `cpu_queue` and `qpu_queue` ([E], seconds of
+        wait), `battery` ([U], joules from the target `theta`). Drift-plus-penalty weighs the work an action
+        adds by them; the learners' reward shaping sums their squares (default: none)."""
         return {}

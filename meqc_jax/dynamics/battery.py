@@ -39,3 +39,9 @@ class Battery(Dynamic):
 
     def observe(self, carry, config, scenario, tasks):
         return {"battery": carry["battery"], "harvest": carry["harvest"]}
+
+    def metrics(self, carry, config, scenario, outcome):
+        return {"battery_j": jnp.mean(carry["battery"], axis=-1)}
+
+    def drift_terms(self, carry, scenario, theta):
+        return {"battery": carry["battery"] - theta}  # LODCO's perturbation: the distance to the target theta

@@ -45,6 +45,17 @@ class Queues(Dynamic):
     def observe(self, carry, config, scenario, tasks):
         return {"cpu_wait": carry["cpu_backlog"] / scenario.f_edge, "qpu_wait": carry["qpu_backlog"]}
 
+    def metrics(self, carry, config, scenario, outcome):
+        # the CPU load: seconds of CPU work that arrived per second of service (the utilisation each queue
+        # would have if it drained nothing else), averaged over servers
+        arrived = jnp.zeros(scenario.f_edge.shape[-1]).at[outcome.server].add(outcome.cpu_cycles)
+        return {"cpu_wait_s": jnp.mean(carry["cpu_backlog"] / scenario.f_edge, axis=-1),
+                "qpu_wait_s": jnp.mean(carry["qpu_backlog"], axis=-1),
+                "cpu_load": jnp.mean(arrived / (scenario.f_edge * config.slot_s), axis=-1)}
+
+    def drift_terms(self, carry, scenario, theta):
+        return {"cpu_queue": carry["cpu_backlog"] / scenario.f_edge, "qpu_queue": carry["qpu_backlog"]}
+
 
 def backlog_bound_s(config) -> float:
     """The largest CPU wait a backlog can reach, s: a task is admitted only while its wait is at most
