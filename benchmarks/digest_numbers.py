@@ -6,7 +6,9 @@
 For every registered scenario (`scenarios.names()`) at a small size (U = 6, E = 3 unless told) every
 policy that applies to it (`baselines.policy_names`) is evaluated on the same instances and slots
 (`evaluate`, seed 0): the SHA-256 of each per-slot metric array ([slots, instances]: cost, latency,
-energy, QPU share, drops, ...) is the digest of that (scenario, policy). A refactoring that claims
+energy, QPU share, drops, ...) is the digest of that (scenario, policy). For every scenario whose state
+carries (queues, battery, ...) the clairvoyant bound's inputs and per-slot plan costs on a few states
+(U = 3, E = 2, 4-slot horizons) are digested too, as policy "clairvoyant". A refactoring that claims
 "no number moved" is checked by comparing the digests of its two commits side by side; a fix that
 moves numbers shows which scenarios and policies it moved. Saved atomically as JSON with the mean
 costs, so a difference can also be read as a size.
@@ -49,8 +51,40 @@ def digests(users: int, servers: int, envs: int, slots: int, seed: int, only=Non
         res = evaluate(config, list(pols), num_envs=envs, num_slots=slots, seed=seed, progress=False)
         out[name] = {p: {"digest": digest(res.per_slot[p]), "mean_cost": float(res.summary[p]["mean_cost"])}
                      for p in pols}
+        bound = clairvoyant_digest(name)
+        if bound is not None:
+            out[name]["clairvoyant"] = bound
         print(f"{name}: {len(pols)} policies in {time.perf_counter() - t0:.1f} s", flush=True)
     return out
+
+
+def clairvoyant_digest(name: str, seeds: int = 2, horizon: int = 4) -> dict | None:
+    """The clairvoyant MIP's inputs (`horizon_data`) and its per-slot plan costs from `seeds` states after 3
+    slots of random offloading, at U = 3, E = 2; None where the scenario carries no state or prices jointly."""
+    import jax
+    import jax.numpy as jnp
+
+    from meqc_jax import clairvoyant, dynamics
+
+    config = scenarios.scenario_config(name, num_users=3, num_servers=2, slots_per_episode=40)
+    if not dynamics.carries_state(config) or dynamics.contended(config):
+        return None
+    env = scenarios.make(name, num_users=3, num_servers=2, slots_per_episode=40)
+    step = jax.jit(env.step)
+    h, total = hashlib.sha256(), 0.0
+    for seed in range(seeds):
+        _, state = env.reset(jax.random.key(seed))
+        for t in range(3):
+            offload = (jax.random.randint(jax.random.key(50 + t), (3,), 0, 2), jnp.zeros(3))
+            _, state, *_ = step(jax.random.key(seed * 10 + t), state, offload)
+        data = clairvoyant.horizon_data(env, state, jax.random.split(jax.random.key(70 + seed), horizon))
+        for field in sorted(vars(data)):
+            h.update(field.encode())
+            h.update(np.ascontiguousarray(getattr(data, field)).tobytes())
+        bound = clairvoyant.solve(env.config, data)
+        h.update(np.asarray(bound.per_slot, np.float64).tobytes())
+        total += float(bound.value)
+    return {"digest": h.hexdigest(), "mean_cost": total / (seeds * horizon)}
 
 
 def compare(now: dict, before: dict) -> list[str]:

@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from meqc_jax import dynamics
 from meqc_jax.config import SystemConfig
 from meqc_jax.cost import HOLD_PHI, arrival_priority, option_costs, option_loads
 from meqc_jax.env import MEQCEnv
@@ -132,23 +133,27 @@ def horizon_data(env: MEQCEnv, state, keys) -> HorizonData:
     U, E = config.num_users, config.num_servers
     hold = (jnp.zeros(U, jnp.int32), jnp.ones(U))
     step, tables = _stepper(config), _tables(config)
+    def inputs(state) -> dict:
+        """What the active dynamics' carries give the MIP (`Dynamic.horizon_inputs`), computed in float64 NumPy
+        (the hooks are array-generic: the MIP's inputs are not rounded to the env's float32)."""
+        as64 = lambda x: np.asarray(x, np.float64) if np.asarray(x).dtype.kind == "f" else np.asarray(x)  # noqa: E731
+        return dict(dynamics.horizon_inputs(jax.tree.map(as64, state.carry), jax.tree.map(as64, state.scenario)))
+
     rows, harvest, has_task = [], [], []
-    carry0 = state.carry
+    start = inputs(state)
     for t in range(H):
         rows.append(jax.tree.map(np.asarray, tables(state, keys[t])))
-        has_task.append(np.asarray(state.carry["arrivals"]["has_task"]) if "arrivals" in state.carry else np.ones(U, bool))
+        has_task.append(inputs(state).get("has_task", np.ones(U, bool)))  # the slot's arrivals, drawn before it
         _, state, _, _, _ = step(keys[t], state, hold)
-        harvest.append(np.asarray(state.carry["battery"]["harvest"]) if "battery" in state.carry else np.zeros(U))
+        harvest.append(inputs(state).get("harvest", np.zeros(U)))  # drawn at its end
     stack = {k: np.stack([r[k] for r in rows]).astype(np.float64 if k not in ("feasible",) else bool) for k in rows[0]}
-    f_edge = np.asarray(state.scenario.f_edge, np.float64)
-    q = carry0.get("queues")
-    b = carry0.get("battery")
+    f64 = functools.partial(np.asarray, dtype=np.float64)
     return HorizonData(
         has_task=np.stack(has_task).astype(bool), lam_d=np.asarray(state.scenario.lam_d, np.float64),
         harvest=np.stack(harvest).astype(np.float64),
-        cpu_backlog0=np.zeros(E) if q is None else np.asarray(q["cpu_backlog"], np.float64) / f_edge,
-        qpu_backlog0=np.zeros(E) if q is None else np.asarray(q["qpu_backlog"], np.float64),
-        battery0=np.full(U, np.inf) if b is None else np.asarray(b["battery"], np.float64),
+        cpu_backlog0=f64(start["cpu_backlog0"]) if "cpu_backlog0" in start else np.zeros(E),
+        qpu_backlog0=f64(start["qpu_backlog0"]) if "qpu_backlog0" in start else np.zeros(E),
+        battery0=f64(start["battery0"]) if "battery0" in start else np.full(U, np.inf),
         **stack)
 
 

@@ -52,6 +52,35 @@ def test_the_architecture_doc_names_the_contracts_layers_in_order():
     assert got == want
 
 
+def carry_reads(path: pathlib.Path) -> list[str]:
+    """Places that read a carry by a field's name: `...carry["x"]`, `...carry.get("x")`, `"x" in ...carry`."""
+    def named(node):
+        return isinstance(node, ast.Constant) and isinstance(node.value, str)
+
+    bad = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        target = None
+        if isinstance(node, ast.Subscript) and named(node.slice):
+            target = node.value
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+              and node.args and named(node.args[0])):
+            target = node.func.value
+        elif isinstance(node, ast.Compare) and isinstance(node.ops[0], (ast.In, ast.NotIn)) and named(node.left):
+            target = node.comparators[0]
+        if target is not None and "carry" in ast.unparse(target):
+            bad.append(f"{path.name}:{node.lineno}: {ast.unparse(node)[:80]}")
+    return bad
+
+
+def test_the_layers_above_the_env_read_no_carry_field():
+    """Evaluation, the per-slot solver and the clairvoyant MIP learn what the carry holds through the dynamics'
+    hooks (`Dynamic.metrics`, `drift_terms`, `horizon_inputs`), so a new dynamic needs no change there."""
+    bad = [b for name in ("evaluate.py", "slot_solver.py", "clairvoyant.py") for b in carry_reads(ROOT / "meqc_jax" / name)]
+    assert not bad, bad
+    # the scan finds such reads (the dynamics themselves read their own carry)
+    assert carry_reads(ROOT / "meqc_jax" / "dynamics" / "queues.py")
+
+
 # Private names of other libraries that the tests and benchmarks read on purpose (jax's compile counter).
 FOREIGN_PRIVATE = {"_cache_size"}
 

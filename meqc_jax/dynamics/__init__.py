@@ -138,14 +138,30 @@ def metrics(carry: dict, config, scenario, outcome) -> dict:
     return out
 
 
+def _holders(carry: dict):
+    """(dynamic, its part of the carry) for every dynamic whose state `carry` holds (read from the carry alone)."""
+    return [(ARRIVALS if name == ARRIVALS.name else _REGISTRY[name], part) for name, part in carry.items()]
+
+
 def drift_terms(carry: dict, scenario, theta) -> dict:
     """The Lyapunov terms (`Dynamic.drift_terms`) of the dynamics whose state `carry` holds, by `Weights` field;
-    terms two dynamics both give are added. Read from the carry alone ({} for the paper)."""
+    terms two dynamics both give are added ({} for the paper)."""
     out: dict = {}
-    for name, part in carry.items():
-        dyn = ARRIVALS if name == ARRIVALS.name else _REGISTRY[name]
+    for dyn, part in _holders(carry):
         for field, value in dyn.drift_terms(part, scenario, theta).items():
             out[field] = out[field] + value if field in out else value
+    return out
+
+
+def horizon_inputs(carry: dict, scenario) -> dict:
+    """What the clairvoyant MIP reads off `carry` (`Dynamic.horizon_inputs`), by `HorizonData` field ({} for the
+    paper); a field two dynamics both fill raises."""
+    out: dict = {}
+    for dyn, part in _holders(carry):
+        for field, value in dyn.horizon_inputs(part, scenario).items():
+            if field in out:
+                raise ValueError(f"dynamics: the horizon input {field!r} is filled by two dynamics")
+            out[field] = value
     return out
 
 
@@ -155,5 +171,5 @@ register(Battery())
 register(Drift())
 register(Contention())
 
-__all__ = ["OBS_KINDS", "Dynamic", "ObsSpec", "active", "carries_state", "conditions", "contended", "describe", "drift_terms", "init", "metrics", "names",
+__all__ = ["OBS_KINDS", "Dynamic", "ObsSpec", "active", "carries_state", "conditions", "contended", "describe", "drift_terms", "horizon_inputs", "init", "metrics", "names",
            "obs_specs", "observe", "register", "tasks", "update"]

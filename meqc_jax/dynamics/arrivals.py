@@ -37,3 +37,6 @@ class Arrivals(Dynamic):
 
     def observe(self, carry, config, scenario, tasks):
         return {"has_task": carry["has_task"].astype(float)}
+
+    def horizon_inputs(self, carry, scenario):
+        return {"has_task": carry["has_task"]}

@@ -11,6 +11,7 @@ A dynamic (a server queue, a device battery, a drifting qubit lifetime, ...) own
     observe: observe(carry, ...) -> raw values of the fields declared by `obs_specs`
     report:  metrics(carry, ..., outcome) -> what `evaluate` reports of the dynamic per slot
     plan:    drift_terms(carry, scenario, theta) -> its terms of the Lyapunov function (drift-plus-penalty)
+             horizon_inputs(carry, scenario) -> what the clairvoyant MIP reads off a carry
 
 Every hook is a pure function of arrays (jit / vmap / scan friendly, static shapes); only
 `init` and `update` are required. The paper's model is the empty set of dynamics: an empty
@@ -97,4 +98,11 @@ class Dynamic(abc.ABC):
         alone, by the `slot_solver.Weights` field each weighs: `cpu_queue` and `qpu_queue` ([E], seconds of
         wait), `battery` ([U], joules from the target `theta`). Drift-plus-penalty weighs the work an action
         adds by them; the learners' reward shaping sums their squares (default: none)."""
+        return {}
+
+    def horizon_inputs(self, carry, scenario) -> dict:
+        """What the clairvoyant MIP (`clairvoyant.horizon_data`) reads off this dynamic's carry, by the
+        `clairvoyant.HorizonData` field it fills: start values (`cpu_backlog0`, `qpu_backlog0` in seconds of
+        work, `battery0` in J) read at the horizon's start, and the slot's exogenous draws (`has_task` read
+        before each slot, `harvest` after it) (default: none)."""
         return {}

@@ -45,3 +45,6 @@ class Battery(Dynamic):
 
     def drift_terms(self, carry, scenario, theta):
         return {"battery": carry["battery"] - theta}  # LODCO's perturbation: the distance to the target theta
+
+    def horizon_inputs(self, carry, scenario):
+        return {"battery0": carry["battery"], "harvest": carry["harvest"]}

@@ -56,6 +56,9 @@ class Queues(Dynamic):
     def drift_terms(self, carry, scenario, theta):
         return {"cpu_queue": carry["cpu_backlog"] / scenario.f_edge, "qpu_queue": carry["qpu_backlog"]}
 
+    def horizon_inputs(self, carry, scenario):
+        return {"cpu_backlog0": carry["cpu_backlog"] / scenario.f_edge, "qpu_backlog0": carry["qpu_backlog"]}
+
 
 def backlog_bound_s(config) -> float:
     """The largest CPU wait a backlog can reach, s: a task is admitted only while its wait is at most
