@@ -138,25 +138,32 @@ def device_memory_bytes(device=None) -> int | None:
                 have = int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
             except (ValueError, OSError, AttributeError):
                 pass
-        caps = [c for c in (_cgroup_room(), _address_space_room()) if c is not None]
+        caps = [c for c in (cgroup_room(), _address_space_room()) if c is not None]
         return min([have, *caps]) if have is not None else (min(caps) if caps else None)
     return None
 
 
-def _cgroup_room() -> int | None:
-    """What this process's cgroup (v2) may still take: memory.max - memory.current; None without a limit."""
+def cgroup_room(self_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> int | None:
+    """What this process's cgroup (v2) may still take: memory.max less its working set (memory.current without
+    the reclaimable inactive file cache of memory.stat, as MemAvailable counts it); None without a limit."""
     try:
-        with open("/proc/self/cgroup") as f:
+        with open(self_cgroup) as f:
             rel = next((line.split(":", 2)[2].strip() for line in f if line.startswith("0::")), None)
         if rel is None:
             return None
-        base = os.path.join("/sys/fs/cgroup", rel.lstrip("/"))
+        base = os.path.join(root, rel.lstrip("/"))
         with open(os.path.join(base, "memory.max")) as f:
             limit = f.read().strip()
         if limit == "max":
             return None
         with open(os.path.join(base, "memory.current")) as f:
-            return max(0, int(limit) - int(f.read().strip()))
+            used = int(f.read().strip())
+        try:  # page cache the kernel drops under pressure is not taken (a busy disk would otherwise look like use)
+            with open(os.path.join(base, "memory.stat")) as f:
+                used -= next((int(line.split()[1]) for line in f if line.startswith("inactive_file ")), 0)
+        except (OSError, ValueError, IndexError):
+            pass
+        return max(0, int(limit) - max(used, 0))
     except (OSError, ValueError, IndexError):
         return None
 
@@ -236,5 +243,6 @@ def check_fits(compiled, what: str, lower: str, available: int | None = None) ->
     return need
 
 
-__all__ = ["CACHE_ENV", "CompileCounter", "ProgramTooLarge", "bytes_per_device", "check_fits", "default_cache_dir",
+__all__ = ["CACHE_ENV", "CompileCounter", "ProgramTooLarge", "bytes_per_device", "cgroup_room", "check_fits",
+           "default_cache_dir",
            "device_memory_bytes", "enable_persistent_cache", "machine_key", "memory_plan_bytes", "refuse_if_over"]

@@ -105,3 +105,23 @@ def test_reproduce_too_many_seeds_is_refused_before_any_part_starts(tmp_path):
                                      "--no-progress"], "--seeds", "allowed 1 to 100")
     assert last.startswith("meqc reproduce: error: reproduce fig6: training 100 run(s)")
     assert not (tmp_path / "rep" / "reproduce_config.json").exists()  # refused before anything was written or spawned
+
+
+def test_a_cgroup_limit_caps_the_room_less_its_working_set(tmp_path):
+    from meqc_jax.compilation import cgroup_room
+
+    (tmp_path / "cgroup").write_text("0::/jobs/a\n")
+    base = tmp_path / "fs" / "jobs" / "a"
+    base.mkdir(parents=True)
+    GiB = 2**30
+    (base / "memory.max").write_text(f"{24 * GiB}\n")
+    (base / "memory.current").write_text(f"{22 * GiB}\n")  # 22 GiB charged, 18 GiB of it page cache to drop
+    (base / "memory.stat").write_text(f"anon {4 * GiB}\nactive_file {1 * GiB}\ninactive_file {17 * GiB}\n")
+    room = cgroup_room(str(tmp_path / "cgroup"), str(tmp_path / "fs"))
+    assert room == 24 * GiB - (22 - 17) * GiB  # the reclaimable inactive cache is not counted as used
+    (base / "memory.stat").unlink()  # no memory.stat: everything charged counts
+    assert cgroup_room(str(tmp_path / "cgroup"), str(tmp_path / "fs")) == 2 * GiB
+    (base / "memory.max").write_text("max\n")
+    assert cgroup_room(str(tmp_path / "cgroup"), str(tmp_path / "fs")) is None
+    (tmp_path / "cgroup").write_text("4:memory:/x\n")  # cgroup v1 only: no v2 line, no cap from here
+    assert cgroup_room(str(tmp_path / "cgroup"), str(tmp_path / "fs")) is None
