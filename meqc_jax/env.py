@@ -11,7 +11,7 @@ Everything is a pure function of its inputs, so `jax.jit(jax.vmap(env.step))` ru
 independent instances in one call; each call must be given a fresh key (split, never reuse).
 
 One step: draw the slot (tasks), price the joint action under what the carried state imposes
-(`dynamics.conditions` -> `cost.SlotConditions`), update the carry (`dynamics.update`), observe.
+(`dynamics.conditions` -> `cost.SlotConditions`, each dynamic's pricing stage), update the carry (`dynamics.update`), observe.
 In the paper's model (`config.dynamics == ()`) the carry is empty and none of that changes a number.
 The reward is `Reward` (own or shared, with its scale), defined here once for every user of the env.
 

@@ -26,7 +26,7 @@ from flax import struct
 
 from meqc_jax import dynamics
 from meqc_jax.config import SystemConfig
-from meqc_jax.cost import option_costs, option_loads, option_terms, weighted_cost
+from meqc_jax.cost import option_costs, option_loads, option_slot, option_terms, weighted_cost
 
 GREEDY_GRID = 11  # phi in {0, 0.1, ..., 1}
 
@@ -156,14 +156,18 @@ def slot_plan(config: SystemConfig, env_state, weights: Weights, grid: int = GRE
     phis, classical, quantum, feasible, local = _tables(config, env_state, grid, cond)
     loads = jax.vmap(lambda p: option_loads(config, sc, tk, jnp.full((U,), p)))(phis)  # [P, U, E]
     e_local = option_loads(config, sc, tk, jnp.ones(U)).device_energy[:, 0]
-    has_task = jnp.ones(U, bool) if cond is None or cond.has_task is None else cond.has_task
-    battery = None if cond is None else cond.battery
+    # what the carry's pricing stages do to each option before Eq. 13b (`cost.option_slot`, the env's code):
+    # who has a task, which options a stage drops (a device without the energy, dynamics-spec section 3), the
+    # waits ahead of each server's service and whether every QPU requester is served (section 2)
+    grid = jax.vmap(lambda p: option_slot(config, sc, tk, jnp.full((U,), p), cond))(phis)  # [P, U, E]
+    at_home = option_slot(config, sc, tk, jnp.ones(U), cond)
+    has_task = grid.has_task[0]
     drop = sc.lam_d * config.drop_penalty  # [U], the cost of a dropped task (dynamics-spec section 5)
     v = weights.v
-    # the battery rule (dynamics-spec section 3): an option the charge cannot pay for is the drop, which
-    # spends no energy, so its battery term (section 7) is 0
-    served = jnp.ones_like(classical, bool) if battery is None else loads.device_energy <= battery[None, :, None]
-    local_served = jnp.ones(U, bool) if battery is None else e_local <= battery
+    # an option a stage drops is priced as the drop, which spends no energy, so its battery term (section 7)
+    # is 0 (a user without a task is priced below, whatever its options)
+    served = jnp.broadcast_to(~grid.dropped, classical.shape)
+    local_served = jnp.broadcast_to(~at_home.dropped, (U, E))[:, 0]
     cost_c = jnp.where(served, classical, drop[None, :, None])
     cost_q = jnp.where(served, quantum, drop[None, :, None])
     cost_l = jnp.where(local_served, local, drop)
@@ -173,7 +177,7 @@ def slot_plan(config: SystemConfig, env_state, weights: Weights, grid: int = GRE
     # a user without a task acts locally at no cost (its action is ignored)
     cost_l = jnp.where(has_task, cost_l, 0.0)
     spend_l = jnp.where(has_task, spend_l, 0.0)
-    if cond is None or not cond.queued:
+    if not grid.every_request:
         off = jnp.where(has_task[None, :, None], 0.0, 1.0)  # any offload costs more than 0
         cost_c = jnp.where(has_task[None, :, None], cost_c, off)
         cost_q = jnp.where(has_task[None, :, None], cost_q, off)
@@ -186,12 +190,13 @@ def slot_plan(config: SystemConfig, env_state, weights: Weights, grid: int = GRE
         terms = jax.vmap(lambda p: option_terms(config, sc, tk, jnp.full((U,), p), cond))(phis)
         _, (d_l, e_l), (d_c, en_c), (d_q, en_q) = terms
         lat = (d_l, e_l, d_c, en_c, d_q, en_q)
+    waits = tuple(jnp.zeros(E) if w is None else w[0, 0] for w in (grid.wait_cpu, grid.wait_qpu))  # [E] each
     return _place_queued(config, phis, sc.lam_d, sc.lam_e, drop, cost_c, cost_q, cost_l, spend, spend_l, served,
-                         feasible, has_task, loads, cond, weights, lat)
+                         feasible, has_task, loads, waits, weights, lat)
 
 
 def _place_queued(config, phis, lam_d, lam_e, drop, cost_c, cost_q, cost_l, spend, spend_l, served, feasible,
-                  has_task, loads, cond, weights, lat) -> SlotPlan:
+                  has_task, loads, waits, weights, lat) -> SlotPlan:
     """The scan under `queues`: a feasible requester runs on the QPU, anyone else on the CPUs, each
     queue first-in first-out (dynamics-spec section 2). Only an offloaded part joins a queue and waits;
     keeping the task local (phi = 1) is priced wait-free, as the env prices it."""
@@ -200,8 +205,7 @@ def _place_queued(config, phis, lam_d, lam_e, drop, cost_c, cost_q, cost_l, spen
     cheapest = config.arbitration == "cheapest"
     ahead_share = 1.0 if cheapest else 0.5  # the chance that an earlier-placed user is ahead
     behind_share = 0.0 if cheapest else 0.5  # the chance that it is behind (it then waits for us)
-    wait_c = jnp.zeros(E) if cond.cpu_wait is None else cond.cpu_wait
-    wait_q = jnp.zeros(E) if cond.qpu_wait is None else cond.qpu_wait
+    wait_c, wait_q = waits  # [E] s of backlog ahead of each server's CPU and QPU
 
     def place(carry, u):
         work_c, lam_c, work_q, lam_q, total = carry  # [E] seconds placed and sum of lam_d placed, per queue

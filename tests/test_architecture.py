@@ -81,6 +81,51 @@ def test_the_layers_above_the_env_read_no_carry_field():
     assert carry_reads(ROOT / "meqc_jax" / "dynamics" / "queues.py")
 
 
+def code_words(path: pathlib.Path) -> list[tuple[int, str]]:
+    """Every identifier (names, attributes, arguments, keywords, definitions) and every string literal that is
+    not a docstring in one file, with its line: what its code names (its prose is free to cite a dynamic)."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef)) and n.body
+                  and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    words = []
+    for node in ast.walk(tree):
+        for attr in ("id", "attr", "arg", "name"):
+            if isinstance(getattr(node, attr, None), str):
+                words.append((node.lineno, getattr(node, attr)))
+        if isinstance(node, ast.alias):
+            words += [(node.lineno, part) for part in node.name.split(".")]
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            words += [(node.lineno, w) for w in node.value.replace(".", " ").split()]
+    return words
+
+
+def test_the_cost_package_names_no_dynamic_and_no_carry_field():
+    """`cost/` runs the pricing pipeline; each dynamic's part lives in its own module (`Dynamic.stage`), so the
+    cost code names none of them and none of their carry fields. `has_task` is exempt: it is the priced slot's
+    own field (the paper's model fills it with every user), which the arrivals' carry happens to share."""
+    import jax
+
+    from meqc_jax import SystemConfig, dynamics
+    from meqc_jax.tasks import sample_scenario
+
+    cfg = SystemConfig(num_users=2, num_servers=2)
+    scenario = sample_scenario(jax.random.key(0), cfg)
+    # the package's own dynamics (a test module may have registered a toy of its own in this process)
+    own = (dynamics.ARRIVALS,) + tuple(d for d in map(dynamics.get, dynamics.names())
+                                       if type(d).__module__.startswith("meqc_jax."))
+    carried = {k for d in own
+               for k in (d.init(jax.random.key(0), cfg.replace(dynamics=(d.name,) if d is not dynamics.ARRIVALS else ()),
+                                scenario) or {})}
+    forbidden = ({d.name for d in own} | carried) - {"has_task"}
+    assert {"queues", "battery", "cpu_backlog", "harvest", "t1"} <= forbidden  # the scan knows what it looks for
+    bad = [f"{f.relative_to(ROOT)}:{line} names {w!r}" for f in sorted((ROOT / "meqc_jax" / "cost").glob("*.py"))
+           for line, w in code_words(f) if w in forbidden]
+    assert not bad, bad
+    # and it would find one: the queues' module names its own carry
+    assert any(w == "cpu_backlog" for _, w in code_words(ROOT / "meqc_jax" / "dynamics" / "queues.py"))
+
+
 # Private names of other libraries that the tests and benchmarks read on purpose (jax's compile counter).
 FOREIGN_PRIVATE = {"_cache_size"}
 

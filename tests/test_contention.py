@@ -17,6 +17,7 @@ import pytest
 from meqc_jax import MEQCEnv, SystemConfig, dynamics, scenarios
 from meqc_jax.baselines import make_policy, policy_names
 from meqc_jax.cost import HOLD_PHI, SlotConditions, mode_table, num_modes, price_modes, slot_cost
+from meqc_jax.dynamics.contention import ContentionStage
 from meqc_jax.evaluate import evaluate
 from meqc_jax import joint
 
@@ -57,7 +58,7 @@ def test_shared_uplink_and_cpu_by_hand():
     si = cfg.si
     server, phi = jnp.array([0, 0, 1]), jnp.zeros(3)
     for uplink in ("equal", "interference"):
-        cond = SlotConditions(has_task=jnp.ones(3, bool), contention=uplink)
+        cond = SlotConditions(stages=(ContentionStage(uplink=uplink, share_cpus=True),))
         got = slot_cost(cfg, st.scenario, st.tasks, server, phi, keys[0], conditions=cond)
         s, n, p = (np.asarray(x, np.float64) for x in (st.tasks.s, st.tasks.n, st.scenario.p_tx))
         g = np.asarray(st.tasks.g, np.float64)
@@ -79,7 +80,7 @@ def test_shared_uplink_and_cpu_by_hand():
         np.testing.assert_allclose(np.asarray(got.per_user), want, rtol=2e-5)
     # one user per server: nothing is shared, the paper's cost exactly
     solo = slot_cost(cfg, st.scenario, st.tasks, jnp.array([0, 1, 1]), jnp.array([0.0, 0.0, 1.0]), keys[0],
-                     conditions=SlotConditions(has_task=jnp.ones(3, bool), contention="equal"))
+                     conditions=SlotConditions(stages=(ContentionStage(uplink="equal", share_cpus=True),)))
     paper = slot_cost(cfg, st.scenario, st.tasks, jnp.array([0, 1, 1]), jnp.array([0.0, 0.0, 1.0]), keys[0])
     np.testing.assert_array_equal(np.asarray(solo.per_user), np.asarray(paper.per_user))
 
@@ -194,7 +195,7 @@ def test_paper_model_is_untouched_by_the_contention_code():
     k_arb = jax.random.split(keys[0], 3)[0]  # the arbitration key `price` uses
     assert env.conditions(st) is None
     assert float(slot_cost(cfg, st.scenario, st.tasks, server, phi, k_arb).total) == float(paper)
-    shared = slot_cost(cfg, st.scenario, st.tasks, server, phi, k_arb, conditions=SlotConditions(contention="equal"))
+    shared = slot_cost(cfg, st.scenario, st.tasks, server, phi, k_arb, conditions=SlotConditions(stages=(ContentionStage(uplink="equal", share_cpus=True),)))
     assert float(shared.total) > float(paper)
 
 

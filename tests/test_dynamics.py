@@ -10,11 +10,26 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from flax import struct
+
 from meqc_jax import MEQCEnv, SlotConditions, SystemConfig, dynamics, slot_cost
+from meqc_jax.cost import Stage
 from meqc_jax.dynamics import Dynamic, ObsSpec
 from meqc_jax.evaluate import evaluate
 
 DRAIN_S = 0.05  # seconds of each server's CPU time that the toy backlog loses per slot
+
+
+@struct.dataclass
+class WaitStage(Stage):
+    """A toy pricing stage: a wait ahead of each server's CPU (and QPU) service, nothing else."""
+
+    cpu: jnp.ndarray | None = None  # [E] s
+    qpu: jnp.ndarray | None = None  # [E] s
+
+    def admit(self, slot, config, scenario, tasks):
+        pick = lambda w: None if w is None else slot.at_server(w)  # noqa: E731
+        return slot.wait(pick(self.cpu), pick(self.qpu))
 
 
 class ToyBacklog(Dynamic):
@@ -24,8 +39,8 @@ class ToyBacklog(Dynamic):
     def init(self, key, config, scenario):
         return {"cycles": jnp.zeros(config.num_servers)}
 
-    def conditions(self, carry, config, scenario, tasks):
-        return {"cpu_wait": carry["cycles"] / scenario.f_edge}
+    def stage(self, carry, config, scenario, tasks):
+        return WaitStage(cpu=carry["cycles"] / scenario.f_edge)
 
     def update(self, carry, outcome, key, config, scenario, tasks):
         arrived = jnp.zeros(config.num_servers).at[outcome.server].add(outcome.cpu_cycles)
@@ -79,7 +94,7 @@ def test_conditions_add_the_wait_to_cpu_offloaded_users_only():
     for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(same)):
         np.testing.assert_array_equal(a, b)  # no conditions = the paper's pricing, bit for bit
     wait = jnp.array([2.0, 5.0])
-    waited = slot_cost(PAPER, state.scenario, state.tasks, server, phi, key, conditions=SlotConditions(cpu_wait=wait))
+    waited = slot_cost(PAPER, state.scenario, state.tasks, server, phi, key, conditions=SlotConditions(stages=(WaitStage(cpu=wait),)))
     on_cpu = ~np.asarray(plain.quantum) & (np.asarray(phi) < 1)
     expect = np.where(on_cpu, np.asarray(wait)[np.asarray(server)], 0.0)
     np.testing.assert_allclose(np.asarray(waited.latency - plain.latency), expect, rtol=1e-5)
@@ -196,7 +211,7 @@ def test_planners_price_the_carry_like_the_env(latency_model):
     cfg = PAPER.replace(latency_model=latency_model, num_users=4, num_servers=3)
     env = MEQCEnv(cfg)
     _, state = env.reset(jax.random.key(7))
-    cond = SlotConditions(cpu_wait=jnp.array([0.0, 3.0, 40.0]), qpu_wait=jnp.array([1.0, 0.0, 9.0]))
+    cond = SlotConditions(stages=(WaitStage(cpu=jnp.array([0.0, 3.0, 40.0]), qpu=jnp.array([1.0, 0.0, 9.0])),))
     sc, tk = state.scenario, state.tasks
     grid = jnp.linspace(0.0, 1.0, 201)
     costs = jax.vmap(lambda p: option_costs(cfg, sc, tk, jnp.full((4, 3), p), cond))(grid)

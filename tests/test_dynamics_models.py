@@ -9,11 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from meqc_jax import MEQCEnv, SlotConditions, SystemConfig, scenarios, slot_cost
-from meqc_jax.cost import DROP_BATTERY, DROP_QUEUE, classical_terms, fifo_ahead, option_loads
-from meqc_jax.dynamics.queues import backlog_bound_s
+from meqc_jax import MEQCEnv, SlotConditions, SystemConfig, dynamics, scenarios, slot_cost
+from meqc_jax.cost import classical_terms, option_loads
+from meqc_jax.dynamics.queues import backlog_bound_s, fifo_ahead
 from meqc_jax.evaluate import evaluate
 from meqc_jax.slot_solver import lyapunov_function, lyapunov_weights
+
+DROP_QUEUE, DROP_BATTERY = dynamics.get("queues").drop_code, dynamics.get("battery").drop_code
 
 U3 = dict(num_users=3, num_servers=2, slots_per_episode=20)
 

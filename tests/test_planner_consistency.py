@@ -19,12 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from meqc_jax import MEQCEnv, SystemConfig, clairvoyant, joint
-from meqc_jax.cost import DROP_BATTERY, DROP_QUEUE
+from meqc_jax import MEQCEnv, SystemConfig, clairvoyant, dynamics, joint
 from meqc_jax.slot_solver import greedy_plan, lyapunov_plan
 
 HANDSET = (100.0, 500.0)  # mW: transmissions cost joules, so batteries bind (dynamics-spec section 6)
 U, E = 5, 3
+DROP_QUEUE, DROP_BATTERY = dynamics.get("queues").drop_code, dynamics.get("battery").drop_code
 
 
 def _rollout(cfg, planner, n=12, slots=16, seed=0):

@@ -10,44 +10,46 @@ inf or NaN.
 
 One module per concern, in the order the terms build on each other: `terms` (the paper's per-user
 terms, Eqs. 1-11, and the action contract), `sharing` (shared uplinks and CPUs, dynamics-spec section
-8), `slot` (one slot's price, Eq. 12 under 13b, with carried state's `SlotConditions`), `options`
-(every option at once, spec 11, for planners) and `modes` (joint modes under contention). Everything
+8), `stages` (a slot priced as a pipeline: the paper's terms, then the `Stage` each active dynamic
+contributes, then Eq. 13b; this package names no dynamic), `slot` (one slot's price, Eq. 12 under 13b),
+`options` (every option at once, spec 11, for planners: the same pipeline on an option grid) and `modes`
+(joint modes under shared servers). Everything
 public is re-exported here: `from meqc_jax.cost import slot_cost`.
 """
 
 from meqc_jax.cost.terms import classical_terms, feasibility, quantum_terms, sanitize_action, uplink_rate, weighted_cost
 from meqc_jax.cost.sharing import server_sum, sharers, uplink_share
-from meqc_jax.cost.slot import (
-    CostBreakdown, DROP_BATTERY, DROP_NONE, DROP_QUEUE, DROP_REASONS, SlotConditions, arbitrate, arrival_priority,
-    fifo_ahead, slot_cost)
+from meqc_jax.cost.stages import NO_DROP, PricedSlot, SlotConditions, Stage, participants
+from meqc_jax.cost.slot import CostBreakdown, arbitrate, arrival_priority, breakdown, slot_cost
 from meqc_jax.cost.options import (
-    HOLD_PHI, OptionCosts, OptionLoads, OptionTable, option_costs, option_loads, option_table, option_terms)
+    HOLD_PHI, OptionCosts, OptionLoads, OptionTable, option_costs, option_loads, option_slot, option_table, option_terms)
 from meqc_jax.cost.modes import ModeOutcome, ModeTable, mode_table, num_modes, price_modes
 
 __all__ = [
     "CostBreakdown",
-    "DROP_BATTERY",
-    "DROP_NONE",
-    "DROP_QUEUE",
-    "DROP_REASONS",
     "HOLD_PHI",
+    "NO_DROP",
     "ModeOutcome",
     "ModeTable",
     "OptionCosts",
     "OptionLoads",
     "OptionTable",
+    "PricedSlot",
     "SlotConditions",
+    "Stage",
     "arbitrate",
     "arrival_priority",
+    "breakdown",
     "classical_terms",
     "feasibility",
-    "fifo_ahead",
     "mode_table",
     "num_modes",
     "option_costs",
     "option_loads",
+    "option_slot",
     "option_table",
     "option_terms",
+    "participants",
     "price_modes",
     "quantum_terms",
     "sanitize_action",

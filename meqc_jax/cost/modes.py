@@ -11,7 +11,8 @@ from meqc_jax import physics
 from meqc_jax.config import SystemConfig
 from meqc_jax.cost.options import HOLD_PHI
 from meqc_jax.cost.sharing import sharers, uplink_share
-from meqc_jax.cost.slot import SlotConditions, arbitrate
+from meqc_jax.cost.slot import arbitrate
+from meqc_jax.cost.stages import SlotConditions, participants
 from meqc_jax.cost.terms import classical_terms, feasibility, quantum_terms, uplink_rate, weighted_cost
 from meqc_jax.tasks import Scenario, Tasks
 
@@ -58,8 +59,9 @@ class ModeOutcome:
 
 def mode_table(config: SystemConfig, scenario: Scenario, tasks: Tasks,
                conditions: SlotConditions | None = None) -> ModeTable:
-    """The slot's `ModeTable` from the terms `slot_cost` uses (only `has_task` of `conditions` applies:
-    joint modes price contention without queues or batteries)."""
+    """The slot's `ModeTable` from the terms `slot_cost` uses. Of `conditions` only who takes part applies (the
+    stages' `participate`): joint modes price shared servers (`price_modes`), not carried state, and their
+    callers refuse a carry that changes more (tests/test_planner_consistency.py prices them against the env)."""
     si = config.si
     U, E = tasks.g.shape
     profile = physics.qpu_profile(si, scenario.phys_qubits, scenario.k, tasks.t1_slot)
@@ -71,7 +73,7 @@ def mode_table(config: SystemConfig, scenario: Scenario, tasks: Tasks,
                                              col(scenario.p_tx), tasks.g, scenario.f_edge[None, :])
     d_q, e_q = quantum_terms(si, config.energy_model, col(tasks.s), col(tasks.q), jnp.zeros((U, 1)),
                              profile.latency_per_unit[None, :], profile.power_per_unit[None, :])
-    has_task = jnp.ones(U, bool) if conditions is None or conditions.has_task is None else conditions.has_task
+    has_task = participants(config, scenario, tasks, conditions)
     full = lambda x: jnp.broadcast_to(x, (U, E))  # noqa: E731
     return ModeTable(lam_d=scenario.lam_d, lam_e=scenario.lam_e, feasible=feasible, has_task=has_task, d_local=d_l,
                      e_local=e_l, d_tx=full(d_o), d_cpu=full(d_e), e_cpu=full(e_e), d_qpu=full(d_q), e_qpu=full(e_q),

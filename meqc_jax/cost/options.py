@@ -1,6 +1,7 @@
 """Every option at once (spec 11): the per-user cost of each (user, server, CPU or QPU) choice at a split,
 the best split per option, and the loads an option adds, for centralized baselines, the oracle and the
-per-slot solver. Built from the same terms as `slot_cost` (tests/test_planner_consistency.py).
+per-slot solver. Built by the same pipeline as `slot_cost` (`cost.stages`: its per-user phases on an option
+grid), and tested equal to the env's replay (tests/test_planner_consistency.py).
 """
 
 from __future__ import annotations
@@ -8,10 +9,10 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import struct
 
-from meqc_jax import physics
 from meqc_jax.config import SystemConfig
-from meqc_jax.cost.slot import SlotConditions
-from meqc_jax.cost.terms import classical_terms, feasibility, quantum_terms, weighted_cost
+from meqc_jax.cost import stages
+from meqc_jax.cost.stages import SlotConditions
+from meqc_jax.cost.terms import weighted_cost
 from meqc_jax.tasks import Scenario, Tasks
 
 
@@ -22,32 +23,30 @@ class OptionCosts:
     classical: jnp.ndarray  # whole per-user cost if the offloaded part runs on e's CPUs
     quantum: jnp.ndarray  # whole per-user cost if it runs on e's QPU (valid where `feasible`)
     feasible: jnp.ndarray  # bool, Eq. 11
+    # bool: a stage drops the task of this option before it reaches the server (`cost.stages`' admit, e.g. a
+    # device without the energy for it); the costs above are then what it would cost if it were served
+    dropped: jnp.ndarray
+
+
+def option_slot(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi,
+                conditions: SlotConditions | None = None) -> stages.PricedSlot:
+    """Every (user, server) option at local fraction `phi` ([U] or [U, E]) through the per-user phases of the
+    pricing pipeline (`cost.stages.own`: who takes part, the paper's terms, what each option meets before Eq.
+    13b), the code the env prices its chosen options with: a `PricedSlot` on the [U, E] option grid."""
+    E = tasks.g.shape[1]
+    phi = jnp.clip(jnp.asarray(phi, dtype=float), 0.0, 1.0)
+    # users along axis 0 and servers along axis 1, broadcast only where they meet: the terms keep their
+    # shapes ([U, 1] per user, [1, E] per server), so XLA fuses them as it always has (bit-identical numbers)
+    phi = phi[:, None] if phi.ndim == 1 else phi
+    return stages.own(config, scenario, tasks, jnp.arange(E, dtype=jnp.int32)[None, :], phi, conditions)
 
 
 def option_terms(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi, conditions: SlotConditions | None = None):
     """Latency and energy terms of every (user, server) option at `phi` (broadcast to [U, E]), under the
     carry's `conditions` exactly as `slot_cost` applies them: (feasible, (d_local, e_local), (d_cpu, e_cpu),
-    (d_qpu, e_qpu)), the offloaded parts' latencies with the backlog's wait (only where phi < 1)."""
-    si = config.si
-    profile = physics.qpu_profile(si, scenario.phys_qubits, scenario.k, tasks.t1_slot)
-    _, feasible = feasibility(si, tasks.q, tasks.depth, profile)
-    phi = jnp.clip(jnp.asarray(phi, dtype=float), 0.0, 1.0)
-    phi = phi[:, None] if phi.ndim == 1 else phi
-    col = lambda x: x[:, None]  # noqa: E731  users along axis 0
-    row = lambda x: x[None, :]  # noqa: E731  servers along axis 1
-    d_l, e_l, d_o, e_o, d_e, e_e = classical_terms(
-        si, col(tasks.s), col(tasks.n), phi, col(scenario.f_local), col(scenario.p_tx), tasks.g, row(scenario.f_edge)
-    )
-    d_q, e_q = quantum_terms(
-        si, config.energy_model, col(tasks.s), col(tasks.q), phi,
-        row(profile.latency_per_unit), row(profile.power_per_unit),
-    )
-    d_cpu, d_qpu = d_o + d_e, d_o + d_q
-    if conditions is not None and conditions.cpu_wait is not None:
-        d_cpu = d_cpu + jnp.where(phi < 1.0, row(conditions.cpu_wait), 0.0)
-    if conditions is not None and conditions.qpu_wait is not None:
-        d_qpu = d_qpu + jnp.where(phi < 1.0, row(conditions.qpu_wait), 0.0)
-    return feasible, (d_l, e_l), (d_cpu, e_o + e_e), (d_qpu, e_o + e_q)
+    (d_qpu, e_qpu)), the offloaded parts' latencies with the waits a stage puts ahead of them (`option_slot`)."""
+    g = option_slot(config, scenario, tasks, phi, conditions)
+    return g.feasible, (g.d_local, g.e_local), (g.d_cpu, g.e_tx + g.e_edge), (g.d_qpu, g.e_tx + g.e_q)
 
 
 def option_costs(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi,
@@ -56,13 +55,15 @@ def option_costs(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi,
 
     `classical[u, e]`: the offloaded part on e's CPUs; `quantum[u, e]`: on e's QPU (meaningful
     where `feasible[u, e]`). These are the terms `slot_cost` gathers for the chosen servers, under the
-    same `conditions` (the carry's waits; None: the paper's model).
+    same `conditions` (the carry's stages; None: the paper's model).
     """
-    feasible, (d_l, e_l), (d_c, e_c), (d_q, e_q) = option_terms(config, scenario, tasks, phi, conditions)
+    g = option_slot(config, scenario, tasks, phi, conditions)
     lam_d, lam_e = scenario.lam_d[:, None], scenario.lam_e[:, None]
-    classical, _, _ = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_c, e_c)
-    quantum, _, _ = weighted_cost(config.latency_model, lam_d, lam_e, d_l, e_l, d_q, e_q)
-    return OptionCosts(classical=classical, quantum=quantum, feasible=feasible)
+    classical, _, _ = weighted_cost(config.latency_model, lam_d, lam_e, g.d_local, g.e_local, g.d_cpu,
+                                    g.e_tx + g.e_edge)
+    quantum, _, _ = weighted_cost(config.latency_model, lam_d, lam_e, g.d_local, g.e_local, g.d_qpu, g.e_tx + g.e_q)
+    return OptionCosts(classical=classical, quantum=quantum, feasible=g.feasible,
+                       dropped=jnp.broadcast_to(g.dropped, classical.shape))
 
 
 # A QPU "holder" with phi -> 1 costs (in the limit) exactly the local cost; replaying that choice
@@ -103,26 +104,27 @@ def option_table(config: SystemConfig, scenario: Scenario, tasks: Tasks,
     cond = conditions
     feasible, (d_l1, _), _, _ = option_terms(config, scenario, tasks, jnp.ones(U), cond)  # local latency at phi = 1
     _, _, (d_c0, _), (d_q0, _) = option_terms(config, scenario, tasks, zeros, cond)  # offload latencies at phi = 0
+    waits = option_slot(config, scenario, tasks, zeros, cond)  # the waits ahead of each option's edge service
     at0 = option_costs(config, scenario, tasks, zeros, cond)
     local = option_costs(config, scenario, tasks, jnp.ones(U), cond).classical[:, 0]
     cands_c = [(at0.classical, zeros)]
     cands_q = [(at0.quantum, zeros)]
     if config.latency_model == "parallel":
-        if cond is None or (cond.cpu_wait is None and cond.qpu_wait is None):
+        if waits.wait_cpu is None and waits.wait_qpu is None:
             kink_c = d_c0 / (d_l1 + d_c0)
             kink_q = d_q0 / (d_l1 + d_q0)
         else:  # d_c0, d_q0 include the wait; the fraction that scales with 1 - phi does not
-            w_c = 0.0 if cond.cpu_wait is None else cond.cpu_wait[None, :]
-            w_q = 0.0 if cond.qpu_wait is None else cond.qpu_wait[None, :]
+            w_c = 0.0 if waits.wait_cpu is None else waits.wait_cpu
+            w_q = 0.0 if waits.wait_qpu is None else waits.wait_qpu
             kink_c = jnp.clip(d_c0 / (d_l1 + d_c0 - w_c), 0.0, 1.0)
             kink_q = jnp.clip(d_q0 / (d_l1 + d_q0 - w_q), 0.0, 1.0)
         cands_c.append((option_costs(config, scenario, tasks, kink_c, cond).classical, kink_c))
         cands_q.append((option_costs(config, scenario, tasks, kink_q, cond).quantum, kink_q))
     cands_c.append((jnp.broadcast_to(local[:, None], (U, E)), jnp.ones((U, E))))
     hold = jnp.full((U, E), HOLD_PHI)
-    if cond is None or cond.qpu_wait is None:
+    if waits.wait_qpu is None:
         cands_q.append((jnp.broadcast_to(local[:, None], (U, E)), hold))
-    else:  # holding the QPU at phi -> 1 still queues behind its backlog
+    else:  # holding the QPU at phi -> 1 still queues behind the wait ahead of it
         cands_q.append((option_costs(config, scenario, tasks, hold, cond).quantum, hold))
 
     def best(cands):
@@ -149,17 +151,7 @@ class OptionLoads:
 
 def option_loads(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi) -> OptionLoads:
     """`OptionLoads` of every option at local fraction `phi` ([U] or [U, E]), the same terms `slot_cost` uses."""
-    si = config.si
-    profile = physics.qpu_profile(si, scenario.phys_qubits, scenario.k, tasks.t1_slot)
-    phi = jnp.clip(jnp.asarray(phi, dtype=float), 0.0, 1.0)
-    phi = phi[:, None] if phi.ndim == 1 else phi
-    col = lambda x: x[:, None]  # noqa: E731
-    row = lambda x: x[None, :]  # noqa: E731
-    _, e_l, _, e_o, d_e, _ = classical_terms(
-        si, col(tasks.s), col(tasks.n), phi, col(scenario.f_local), col(scenario.p_tx), tasks.g, row(scenario.f_edge)
-    )
-    d_q, _ = quantum_terms(si, config.energy_model, col(tasks.s), col(tasks.q), phi,
-                           row(profile.latency_per_unit), row(profile.power_per_unit))
+    g = option_slot(config, scenario, tasks, phi)
     shape = tasks.g.shape
-    return OptionLoads(device_energy=jnp.broadcast_to(e_l + e_o, shape), cpu_seconds=jnp.broadcast_to(d_e, shape),
-                       qpu_seconds=jnp.broadcast_to(d_q, shape))
+    return OptionLoads(device_energy=jnp.broadcast_to(g.e_device, shape),
+                       cpu_seconds=jnp.broadcast_to(g.d_edge, shape), qpu_seconds=jnp.broadcast_to(g.d_q, shape))

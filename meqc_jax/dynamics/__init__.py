@@ -26,14 +26,33 @@ _REGISTRY: dict[str, Dynamic] = {}
 ARRIVALS = Arrivals()  # implicit: on whenever any dynamic is
 
 
+_DROP_REASONS: list[str] = ["none"]  # CostBreakdown.drop_reason's codes: 0 = not dropped, then by registration
+
+
 def register(dynamic: Dynamic) -> Dynamic:
-    """Add a dynamic under its `name`; a name already taken raises (registrations never change)."""
+    """Add a dynamic under its `name`; a name already taken raises (registrations never change). A dynamic that
+    drops tasks (`drop_reason`) gets the next drop code (`drop_code`), so codes never change either."""
     if not isinstance(dynamic, Dynamic):
         raise TypeError(f"register: expected a Dynamic instance, got {type(dynamic).__name__}")
     if dynamic.name in _REGISTRY:
         raise ValueError(f"dynamics.register: the name {dynamic.name!r} is taken; register a new name")
+    if dynamic.drop_reason is not None:
+        dynamic.drop_code = len(_DROP_REASONS)
+        _DROP_REASONS.append(dynamic.drop_reason)
     _REGISTRY[dynamic.name] = dynamic
     return dynamic
+
+
+def drop_reasons() -> tuple[str, ...]:
+    """The words of `CostBreakdown.drop_reason`'s codes: code k is `drop_reasons()[k]` ("none" for 0)."""
+    return tuple(_DROP_REASONS)
+
+
+def get(name: str) -> Dynamic:
+    """The registered dynamic `name` (one-line KeyError naming the registered ones otherwise)."""
+    if name not in _REGISTRY:
+        raise KeyError(f"dynamics.get: unknown {name!r}; registered: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
 
 
 def names() -> tuple[str, ...]:
@@ -88,17 +107,13 @@ def tasks(carry: dict, config, scenario, tasks):
 
 
 def conditions(carry: dict, config, scenario, tasks) -> SlotConditions | None:
-    """The `SlotConditions` the carry imposes on this slot; None (the paper's pricing) without dynamics."""
+    """The `SlotConditions` the carry imposes on this slot: every active dynamic's pricing stage
+    (`Dynamic.stage`), in `config.dynamics` order after the arrivals; None (the paper's pricing) without dynamics."""
     dyns = active(config)
     if not dyns:
         return None
-    fields: dict = {}
-    for d in dyns:
-        for name, value in d.conditions(carry[d.name], config, scenario, tasks).items():
-            if name in fields:
-                raise ValueError(f"dynamics: SlotConditions.{name} is set by two dynamics in {config.dynamics!r}")
-            fields[name] = value
-    return SlotConditions(**fields)
+    found = (d.stage(carry[d.name], config, scenario, tasks) for d in dyns)
+    return SlotConditions(stages=tuple(s for s in found if s is not None))
 
 
 def update(carry: dict, outcome, key, config, scenario, tasks) -> dict:
@@ -171,5 +186,6 @@ register(Battery())
 register(Drift())
 register(Contention())
 
-__all__ = ["OBS_KINDS", "Dynamic", "ObsSpec", "active", "carries_state", "conditions", "contended", "describe", "drift_terms", "horizon_inputs", "init", "metrics", "names",
-           "obs_specs", "observe", "register", "tasks", "update"]
+__all__ = ["OBS_KINDS", "Dynamic", "ObsSpec", "active", "carries_state", "conditions", "contended", "describe",
+           "drift_terms", "drop_reasons", "get", "horizon_inputs", "init", "metrics", "names", "obs_specs", "observe",
+           "register", "tasks", "update"]

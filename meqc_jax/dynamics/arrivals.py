@@ -10,7 +10,21 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from flax import struct
+
+from meqc_jax.cost import Stage
 from meqc_jax.dynamics.base import Dynamic, ObsSpec
+
+
+@struct.dataclass
+class ArrivalsStage(Stage):
+    """Pricing with arrivals: only a user with a task takes part (section 1); a user without one costs 0,
+    and with it every task of the slot is priced under section 5 (drops cost their penalty)."""
+
+    has_task: jnp.ndarray  # [U] bool
+
+    def participate(self, slot, config, scenario, tasks):
+        return slot.replace(has_task=self.has_task, masked=True)
 
 
 class Arrivals(Dynamic):
@@ -29,8 +43,8 @@ class Arrivals(Dynamic):
     def update(self, carry, outcome, key, config, scenario, tasks):
         return {"has_task": self._draw(key, config)}  # the next slot's draw, independent of the action
 
-    def conditions(self, carry, config, scenario, tasks):
-        return {"has_task": carry["has_task"]}
+    def stage(self, carry, config, scenario, tasks):
+        return ArrivalsStage(has_task=carry["has_task"])
 
     def obs_specs(self, config):
         return (ObsSpec("has_task", "user", 1.0, "1 if the user has a task this slot, else 0"),)

@@ -5,8 +5,8 @@ A dynamic (a server queue, a device battery, a drifting qubit lifetime, ...) own
 
     reset:  carry = init(key, config, scenario)
     slot:   tasks = tasks(carry, ...)                 the slot's draw, as the carry changes it
-            conditions(carry, ...) -> cost inputs     e.g. waits ahead of each server (`SlotConditions`)
-            outcome = slot_cost(..., conditions)      Eq. 12 with what the update needs
+            stage(carry, ...) -> its pricing stage    e.g. waits ahead of each server (`cost.Stage`)
+            outcome = slot_cost(..., conditions)      Eq. 12 through every active dynamic's stage
             carry = update(carry, outcome, key, ...)  the state the next slot starts from
     observe: observe(carry, ...) -> raw values of the fields declared by `obs_specs`
     report:  metrics(carry, ..., outcome) -> what `evaluate` reports of the dynamic per slot
@@ -14,7 +14,10 @@ A dynamic (a server queue, a device battery, a drifting qubit lifetime, ...) own
              horizon_inputs(carry, scenario) -> what the clairvoyant MIP reads off a carry
 
 Every hook is a pure function of arrays (jit / vmap / scan friendly, static shapes); only
-`init` and `update` are required. The paper's model is the empty set of dynamics: an empty
+`init` and `update` are required. A dynamic that changes how a slot is priced returns a `cost.Stage` from
+`stage` (defined in its own module): `cost.slot_cost`, the planners' option tables and the per-slot solver
+all price through it, so they cannot disagree. A dynamic that drops tasks names the reason in
+`drop_reason`; `register` gives it its code (`drop_code`, what `CostBreakdown.drop_reason` holds). The paper's model is the empty set of dynamics: an empty
 carry, no conditions, no extra observation fields.
 """
 
@@ -62,6 +65,8 @@ class Dynamic(abc.ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     carries: ClassVar[bool] = True  # False: it couples the users of a slot but keeps nothing for the next
+    drop_reason: ClassVar[str | None] = None  # the word for the tasks its stage drops ("queue"), if it drops any
+    drop_code: int = 0  # set by `register`: the code its stage writes into `CostBreakdown.drop_reason`
 
     @abc.abstractmethod
     def init(self, key, config, scenario) -> Any:
@@ -75,9 +80,10 @@ class Dynamic(abc.ABC):
         """The slot's tasks as the carry changes them (default: unchanged)."""
         return tasks
 
-    def conditions(self, carry, config, scenario, tasks) -> dict:
-        """`cost.SlotConditions` fields this dynamic sets from its carry (default: none)."""
-        return {}
+    def stage(self, carry, config, scenario, tasks):
+        """This dynamic's `cost.Stage` for pricing the slot, built from its carry, or None: it does not change
+        pricing (default)."""
+        return None
 
     def obs_specs(self, config) -> tuple[ObsSpec, ...]:
         """Observation fields this dynamic adds, appended after the paper's (default: none)."""

@@ -2,7 +2,7 @@
 
 Carry: `battery[U]` in joules, 0 <= battery <= battery_j, drawn U[0.5, 1] x battery_j after a reset,
 and the last slot's harvest. A task whose device energy e_dev = e_L + e_O (Eqs. 1, 3) exceeds the
-charge is dropped and spends nothing (`cost.slot_cost` with `SlotConditions.battery`); otherwise
+charge is dropped and spends nothing (its pricing stage, `BatteryStage`); otherwise
 the device pays e_dev. Then h ~ U[0, 2 harvest_mean_j] is added, capped at the capacity; it is
 usable from the next slot.
 """
@@ -12,11 +12,28 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from flax import struct
+
+from meqc_jax.cost import Stage
 from meqc_jax.dynamics.base import Dynamic, ObsSpec
+
+
+@struct.dataclass
+class BatteryStage(Stage):
+    """Section 3's drop rule: a task whose device energy e_dev = e_L + e_O (Eqs. 1, 3) exceeds the charge is
+    dropped before it reaches a server (so it requests no QPU and joins no queue). The uplink is already set
+    (`share` runs first): a device that then finds its battery short has still claimed its share."""
+
+    battery: jnp.ndarray  # [U] J
+    code: int = struct.field(pytree_node=False)
+
+    def admit(self, slot, config, scenario, tasks):
+        return slot.drop(slot.per_user(slot.has_task) & (slot.e_device > slot.per_user(self.battery)), self.code)
 
 
 class Battery(Dynamic):
     name = "battery"
+    drop_reason = "battery"
     description = "device batteries of battery_j joules, harvesting U[0, 2 harvest_mean_j] per slot; empty drops"
 
     def init(self, key, config, scenario):
@@ -24,8 +41,8 @@ class Battery(Dynamic):
         return {"battery": config.battery_j * jax.random.uniform(key, (U,), minval=0.5, maxval=1.0),
                 "harvest": jnp.zeros(U)}
 
-    def conditions(self, carry, config, scenario, tasks):
-        return {"battery": carry["battery"]}
+    def stage(self, carry, config, scenario, tasks):
+        return BatteryStage(battery=carry["battery"], code=self.drop_code)
 
     def update(self, carry, outcome, key, config, scenario, tasks):
         h = jax.random.uniform(key, (config.num_users,), minval=0.0, maxval=2.0 * config.harvest_mean_j)

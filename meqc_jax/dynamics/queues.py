@@ -2,7 +2,7 @@
 
 Carry: `cpu_backlog[E]` (cycles waiting at each server's CPU) and `qpu_backlog[E]` (seconds of QPU
 work waiting), both >= 0. A slot's arrivals queue first-in first-out behind the backlog and behind
-each other (`cost.slot_cost` with `SlotConditions.queued`); every feasible QPU requester runs on the
+each other (its pricing stage, `QueueStage`); every feasible QPU requester runs on the
 QPU; a task whose wait would exceed `max_wait_s` is dropped, so a backlog stays below
 `max_wait_s` plus one slot's admitted work and never overflows float32. At the slot's end each
 server drains one slot (`slot_s`) of service:
@@ -13,21 +13,60 @@ server drains one slot (`slot_s`) of service:
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+from flax import struct
 
+from meqc_jax.cost import Stage
 from meqc_jax.dynamics.base import Dynamic, ObsSpec
+
+
+@struct.dataclass
+class QueueStage(Stage):
+    """Section 2's pricing: an offloaded part waits for the backlog ahead of its server's CPU or QPU (admit);
+    every feasible QPU requester is granted (the QPU serves its requesters in turn), and the slot's arrivals
+    at a server queue behind each other in arrival order; a task whose wait would exceed `max_wait_s` is
+    dropped (serve)."""
+
+    cpu_wait: jnp.ndarray  # [E] s a task offloaded to e's CPUs waits for the backlog before service
+    qpu_wait: jnp.ndarray  # [E] s a task granted e's QPU waits before service
+    code: int = struct.field(pytree_node=False)
+
+    def admit(self, slot, config, scenario, tasks):
+        return slot.wait(slot.at_server(self.cpu_wait), slot.at_server(self.qpu_wait)).replace(every_request=True)
+
+    def serve(self, slot, config, scenario, tasks):
+        if not slot.order_drawn:
+            raise ValueError("slot_cost: arbitration='arrival' draws the arrival order from `key`; got key=None")
+        server, phi, granted = slot.server, slot.phi, slot.granted
+        on_cpu = slot.active & (phi < 1.0) & ~granted
+        cycles = (1.0 - phi) * (tasks.s * tasks.n)
+        # only an offloaded part waits: the in-slot wait is masked like the backlog's, so a task kept whole at
+        # home (phi = 1) pays its local cost whatever server its action names
+        ahead_cpu = jnp.where(on_cpu, fifo_ahead(server, slot.order, jnp.where(on_cpu, cycles, 0.0))
+                              / scenario.f_edge[server], 0.0)
+        ahead_qpu = jnp.where(granted, fifo_ahead(server, slot.order, jnp.where(granted, slot.d_q, 0.0)), 0.0)
+        w_cpu = ahead_cpu + self.cpu_wait[server]
+        w_qpu = ahead_qpu + self.qpu_wait[server]
+        # waits grow along the order, so dropping every task whose wait (counting all earlier arrivals)
+        # exceeds the bound is exactly the sequential rule: the first one over it and all after it
+        queue_drop = jnp.where(granted, w_qpu, jnp.where(on_cpu, w_cpu, 0.0)) > config.max_wait
+        slot = slot.replace(d_cpu=slot.d_cpu + ahead_cpu, d_qpu=slot.d_qpu + ahead_qpu, granted=granted & ~queue_drop)
+        return slot.drop(queue_drop, self.code)
 
 
 class Queues(Dynamic):
     name = "queues"
+    drop_reason = "queue"
     description = "FIFO backlogs at each server's CPU and QPU, drained slot_s per slot; waits over max_wait_s drop"
 
     def init(self, key, config, scenario):
         E = config.num_servers
         return {"cpu_backlog": jnp.zeros(E), "qpu_backlog": jnp.zeros(E)}
 
-    def conditions(self, carry, config, scenario, tasks):
-        return {"cpu_wait": carry["cpu_backlog"] / scenario.f_edge, "qpu_wait": carry["qpu_backlog"], "queued": True}
+    def stage(self, carry, config, scenario, tasks):
+        return QueueStage(cpu_wait=carry["cpu_backlog"] / scenario.f_edge, qpu_wait=carry["qpu_backlog"],
+                          code=self.drop_code)
 
     def update(self, carry, outcome, key, config, scenario, tasks):
         E = config.num_servers
@@ -67,3 +106,28 @@ def backlog_bound_s(config) -> float:
     si = config.si
     cycles = si.frames_range[1] * si.bytes_per_frame * si.cycles_base * 2.0 ** si.cycles_exponent_range[1]
     return config.max_wait + cycles / min(si.f_edge_choices)
+
+
+# Up to this many users the FIFO prefix is a [U, U] masked sum (cheap and exact); above, a sort.
+_PAIRWISE_FIFO_MAX_USERS = 64
+
+
+def fifo_ahead(server, priority, work):
+    """Work queued ahead of each user within the slot: the sum of `work` of the users at the same
+    server that arrive earlier (lower `priority`; ties by user index). Shapes [U] -> [U]."""
+    U = server.shape[0]
+    idx = jnp.arange(U)
+    if U <= _PAIRWISE_FIFO_MAX_USERS:
+        earlier = (priority[None, :] < priority[:, None]) | ((priority[None, :] == priority[:, None])
+                                                             & (idx[None, :] < idx[:, None]))
+        ahead = (server[None, :] == server[:, None]) & earlier  # [u, v]: v is ahead of u
+        return jnp.sum(jnp.where(ahead, work[None, :], 0.0), axis=1)
+    order = jnp.lexsort((idx, priority, server))  # by server, then arrival
+    w_sorted = work[order]
+    s_sorted = server[order]
+    incl = jnp.cumsum(w_sorted)
+    # the cumulative work at the start of each server's run, subtracted to restart the sum per server
+    start = jnp.concatenate([jnp.ones(1, bool), s_sorted[1:] != s_sorted[:-1]])
+    run_base = jax.lax.cummax(jnp.where(start, jnp.arange(U), 0))
+    ahead_sorted = (incl - w_sorted) - (incl - w_sorted)[run_base]
+    return jnp.zeros(U, work.dtype).at[order].set(ahead_sorted)
