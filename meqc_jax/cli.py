@@ -19,7 +19,7 @@ from meqc_jax.agents.vqc import BACKENDS as VQC_BACKENDS
 from meqc_jax.baselines import BASELINE_NAMES, POLICIES, POLICY_NAMES
 from meqc_jax.compilation import ProgramTooLarge
 from meqc_jax.env import REWARDS
-from meqc_jax.experiments import DEFAULT_PARTS, DYNAMICS_PARTS, PARTS
+from meqc_jax.experiments import DEFAULT_PARTS, DYNAMICS_PARTS, PARTS, PARTS_BY_NAME
 from meqc_jax.experiments.common import PAPER_EPOCHS
 from meqc_jax.learners.ppo import ACTOR_INPUTS, ACTOR_ORDERS, CRITICS, HPARAM_SETS
 from meqc_jax.scenarios import DEFAULT_SCENARIO, SCENARIOS
@@ -527,9 +527,10 @@ def reproduce_cmd(args) -> int:
     parts = DEFAULT_PARTS + (DYNAMICS_PARTS if args.dynamics else ())
     if args.only is not None:
         parts = tuple(x.strip() for x in args.only.split(",") if x.strip())
-        bad = [x for x in parts if x not in PARTS]
+        bad = [x for x in parts if x not in PARTS_BY_NAME]  # the registry as it is now (a part added after import)
         if bad or not parts:
-            raise CLIError(f"--only={args.only!r} is invalid: allowed a comma-separated subset of " + ", ".join(PARTS))
+            raise CLIError(f"--only={args.only!r} is invalid: allowed a comma-separated subset of "
+                           + ", ".join(PARTS_BY_NAME))
     overrides = {"scenario": args.scenario}
     if args.seeds is not None:
         overrides["seeds"] = args.seeds

@@ -151,6 +151,32 @@ def test_vmapped_step_with_a_carry_compiles_once_and_stays_finite():
         assert np.all(np.asarray(state.carry[ToyBacklog.name]["cycles"]) >= 0)
 
 
+@pytest.mark.parametrize("scenario", ["MEQC-Sustainable-v0", "MEQC-Contended-Queues-v0"])
+def test_the_pricing_pipeline_traces_once_for_every_stage(scenario):
+    """Every stage (queues, battery, drift, contention) prices through one trace of the env's price and of the
+    option grid, whatever the carry holds: no Python branch on a value, shapes static."""
+    import chex
+
+    from meqc_jax import make
+    from meqc_jax.cost.options import option_slot
+
+    env = make(scenario, num_users=3, num_servers=2)
+    N = 4
+    chex.clear_trace_counter()
+    price = jax.jit(jax.vmap(chex.assert_max_traces(env.price, n=1)))
+    grid = jax.jit(jax.vmap(chex.assert_max_traces(
+        lambda s: option_slot(env.config, s.scenario, s.tasks, jnp.full(3, 0.5), env.conditions(s)), n=1)))
+    step = jax.jit(jax.vmap(env.step))
+    _, state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(5), N))
+    for t in range(3):
+        k_a, k_s, k_p, k_step = jax.random.split(jax.random.key(50 + t), 4)
+        action = (jax.random.randint(k_a, (N, 3), 0, 2), jax.random.uniform(k_s, (N, 3)))
+        cost = price(jax.random.split(k_p, N), state, action)
+        g = grid(state)
+        assert np.all(np.isfinite(np.asarray(cost.total))) and np.all(np.isfinite(np.asarray(g.d_cpu)))
+        _, state, _, _, _ = step(jax.random.split(k_step, N), state, action)
+
+
 POLICIES = ["local", "random_offloading", "greedy", "oracle"]
 
 

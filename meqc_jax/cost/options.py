@@ -31,8 +31,10 @@ class OptionCosts:
 def option_slot(config: SystemConfig, scenario: Scenario, tasks: Tasks, phi,
                 conditions: SlotConditions | None = None) -> stages.PricedSlot:
     """Every (user, server) option at local fraction `phi` ([U] or [U, E]) through the per-user phases of the
-    pricing pipeline (`cost.stages.own`: who takes part, the paper's terms, what each option meets before Eq.
-    13b), the code the env prices its chosen options with: a `PricedSlot` on the [U, E] option grid."""
+    pricing pipeline (`cost.stages.own`), the code the env prices its chosen options with: who has a task
+    (dynamics-spec section 1), the paper's terms (Eqs. 1-11, model-spec sections 5-7), what each option meets
+    before Eq. 13b (the waits and drops of dynamics-spec sections 2, 3 and 5) and who would request a QPU
+    (spec 8). A `PricedSlot` on the [U, E] option grid; Eq. 13b's grants and Eq. 12's sum are the planner's."""
     E = tasks.g.shape[1]
     phi = jnp.clip(jnp.asarray(phi, dtype=float), 0.0, 1.0)
     # users along axis 0 and servers along axis 1, broadcast only where they meet: the terms keep their

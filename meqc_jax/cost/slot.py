@@ -117,8 +117,12 @@ def slot_cost(
 
 def breakdown(config: SystemConfig, scenario: Scenario, tasks: Tasks, slot: stages.PricedSlot, clipped_server=0,
               clipped_phi=0) -> CostBreakdown:
-    """Eq. 12's weighted sum of a priced joint slot (dynamics-spec section 5 where a stage took part: a dropped
-    task costs lam_d drop_penalty and no energy, a user without a task costs nothing)."""
+    """The cost of a priced joint slot: each user's weighted cost (Eqs. 1-9 weighed by lam_d and lam_e, model-spec
+    sections 5 and 7; `latency_model` "sum" or "parallel", spec 9), the QPU cost for a user granted its server's
+    QPU by Eq. 13b (spec 8) and the CPU cost otherwise, summed over the users (Eq. 12, spec 9). Where a stage
+    masks users (`PricedSlot.masked`): a dropped task costs lam_d drop_penalty and no energy and a user without
+    a task costs nothing (dynamics-spec sections 1 and 5). Also what a dynamic's carry update reads: the device
+    energy (e_L + e_O of Eqs. 1 and 3, dynamics-spec section 3), CPU cycles and QPU seconds (d_Q of Eq. 7)."""
     lam_d, lam_e = scenario.lam_d, scenario.lam_e
     granted, phi = slot.granted, slot.phi
     d_l, e_l = slot.d_local, slot.e_local

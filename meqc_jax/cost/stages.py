@@ -167,8 +167,9 @@ def paper_terms(slot: PricedSlot, config: SystemConfig, scenario: Scenario, task
 
 
 def requests(slot: PricedSlot) -> PricedSlot:
-    """Spec 8: a user requests its server's QPU if it offloads (phi < 1) a task feasible there (Eq. 11);
-    with dynamics only a task that takes part and is not dropped requests."""
+    """Who requests its server's QPU (model-spec section 8): a user who offloads (phi < 1) a task feasible on the
+    chosen server (Eq. 11, spec 6); where a stage masks users, only one with a task that no stage dropped
+    (dynamics-spec sections 1 and 5). On an option grid (`server` [1, E]) every (user, server) option."""
     U = slot.has_task.shape[0]
     at_server = slot.feasible if slot.server.ndim == 2 else slot.feasible[jnp.arange(U), slot.server]
     requested = (slot.phi < 1.0) & at_server

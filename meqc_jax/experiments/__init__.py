@@ -143,9 +143,10 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_
     fails does not stop the others: their outputs are written, then the first error is raised. Before any part
     starts, the trainings of those to run are checked to fit the device from their sizes (`Part.trainings`,
     `common.check_trainings_fit`): an oversized request is refused at once (`compilation.ProgramTooLarge`)."""
-    unknown = [p for p in parts if p not in PARTS]
+    # the registry is read now, not at import: a part registered after import (a user's, a test's) runs too
+    unknown = [p for p in parts if p not in PARTS_BY_NAME]
     if unknown:
-        raise ValueError(f"reproduce: parts={unknown!r} are invalid: allowed " + ", ".join(PARTS))
+        raise ValueError(f"reproduce: parts={unknown!r} are invalid: allowed " + ", ".join(PARTS_BY_NAME))
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"reproduce: workers={workers!r} is invalid: allowed an integer >= 1")
     # every part to run is checked to fit the device, from its sizes, before any starts (or loses its checkpoints)
@@ -159,7 +160,7 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_
     t_start = time.perf_counter()
     atomic_write_json(os.path.join(out, "reproduce_config.json"), rc.to_dict())
     results, todo = {}, []
-    for part in PARTS:
+    for part in PARTS_BY_NAME:
         path = os.path.join(out, f"{part}.json")
         if part not in parts:
             if os.path.exists(path):
@@ -220,7 +221,7 @@ def reproduce(rc: ReproduceConfig, out: str, force: bool = False, parts=DEFAULT_
                         done(part, outcome)
         if first_error is not None:
             raise first_error
-    results = {p: results[p] for p in PARTS if p in results}
+    results = {p: results[p] for p in PARTS_BY_NAME if p in results}
     run = {"wall_s": time.perf_counter() - t_start, "workers": max(workers, 1), "parts": todo,
            "compiled_ahead": compiled_ahead}
     atomic_write_text(os.path.join(out, "report.md"), make_report(results, rc, run))
