@@ -50,6 +50,7 @@ def main():
     ap.add_argument("--slots", type=int, default=64, help="slots solved per call (default 64)")
     ap.add_argument("--repeats", type=int, default=3, help="timed calls per solver and size (default 3)")
     ap.add_argument("--batch", type=int, default=8, help="slots per vmapped batch inside the call (lax.map)")
+    ap.add_argument("--smoke", action="store_true", help="one tiny size (U = 3, E = 2): checks the script runs")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "joint.json"))
     args = ap.parse_args()
     if not 1 <= args.slots <= 1 << 20 or not 1 <= args.repeats <= 100 or not 1 <= args.batch <= args.slots:
@@ -57,8 +58,9 @@ def main():
     dev = jax.devices()[0]
     res = {"backend": jax.default_backend(), "device": dev.device_kind, "cpu_count": os.cpu_count(),
            "jax": jax.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "slots": args.slots,
-           "repeats": args.repeats, "batch": args.batch, "sizes": []}
-    for U, E, enumerate_too in ((4, 3, True), (5, 3, True), (6, 3, True), (10, 10, False)):
+           "repeats": args.repeats, "batch": args.batch, "smoke": args.smoke, "sizes": []}
+    sizes = ((3, 2, True),) if args.smoke else ((4, 3, True), (5, 3, True), (6, 3, True), (10, 10, False))
+    for U, E, enumerate_too in sizes:
         cfg = scenarios.scenario_config("MEQC-Contended-v0", num_users=U, num_servers=E)
         env = MEQCEnv(cfg)
         _, states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), args.slots))

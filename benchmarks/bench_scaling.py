@@ -144,6 +144,8 @@ def plot(path: str, res: dict) -> None:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes only (about a minute on a CPU)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny sizes (two env points, one U = E, one 3-user training): checks the script runs")
     ap.add_argument("--parts", default="env_n,env_ue,train")
     ap.add_argument("--max-n", type=int, default=65536, help="largest N for env_n (powers of 4 up to it)")
     ap.add_argument("--ue-envs", type=int, default=None, help="N for env_ue (default 1024, --quick 256)")
@@ -154,17 +156,19 @@ def main():
     for p in parts:
         if p not in ("env_n", "env_ue", "train"):
             sys.exit(f"--parts: unknown part {p!r}: allowed env_n, env_ue, train")
-    max_n = min(args.max_n, 4096) if args.quick else args.max_n
-    ns = [4**k for k in range(20) if 4**k <= max_n]
-    ues = [5, 10, 20] if args.quick else [5, 10, 20, 30, 50, 100]
-    ue_envs = args.ue_envs or (256 if args.quick else 1024)
+    max_n = min(args.max_n, 16 if args.smoke else 4096) if args.quick or args.smoke else args.max_n
+    ns = [1, 16] if args.smoke else [4**k for k in range(20) if 4**k <= max_n]
+    ues = [3] if args.smoke else [5, 10, 20] if args.quick else [5, 10, 20, 30, 50, 100]
+    ue_envs = args.ue_envs or (16 if args.smoke else 256 if args.quick else 1024)
     train_envs = ([int(x) for x in args.train_envs.split(",")] if args.train_envs
-                  else [4, 16, 64] if args.quick else [4, 16, 64, 256, 1024])
+                  else [2] if args.smoke else [4, 16, 64] if args.quick else [4, 16, 64, 256, 1024])
+    # the smoke run trains 3 users on 10-slot epochs (U = E = 10 on 50-slot epochs otherwise)
+    train_size = dict(users=3, slots=10, repeats=1) if args.smoke else {}
     dev = jax.devices()[0]
     res = {
         "benchmark": "scaling", "device": str(dev), "device_kind": dev.device_kind, "device_count": jax.device_count(),
         "backend": jax.default_backend(), "jax_version": jax.__version__, "cpu_count": os.cpu_count(),
-        "platform": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": args.quick,
+        "platform": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": args.quick, "smoke": args.smoke,
         "unit": "seconds per call (median of repeats); memory in bytes", "parts": {},
     }
     png = os.path.splitext(args.out)[0] + ".png"
@@ -173,7 +177,7 @@ def main():
         points = {"env_n": [(10, n) for n in ns], "env_ue": [(u, ue_envs) for u in ues],
                   "train": [(None, n) for n in train_envs]}[part]
         for users, n in points:
-            row = train_point(n) if part == "train" else env_point(users, n)
+            row = train_point(n, **train_size) if part == "train" else env_point(users, n)
             res["parts"][part].append(row)
             if part == "train":
                 print(f"train  envs {n:>6}: {row['agent_steps_per_s']:.3g} agent-steps/s, epoch {row['epoch_s']:.2f} s, "

@@ -42,26 +42,38 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=2, help="turns of (sweep, sampled points) (default 2)")
     ap.add_argument("--sample", type=int, default=4, help="points run one by one per turn (default 4)")
+    ap.add_argument("--envs", type=int, default=ENVS, help=f"instances per point (default {ENVS})")
+    ap.add_argument("--slots", type=int, default=SLOTS, help=f"slots per instance (default {SLOTS})")
+    ap.add_argument("--smoke", action="store_true",
+                    help="2 points at U = 3, E = 2, 4 x 4 slots, one turn of one sampled point: checks the script runs")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "sweep.json"))
     args = ap.parse_args()
-    if not 1 <= args.repeats <= 20 or not 1 <= args.sample <= 27:
-        sys.exit("bench_sweep: --repeats must be in [1, 20] and --sample in [1, 27]")
-    points = [dict(zip(GRID, combo)) for combo in itertools.product(*GRID.values())]
+    if not 1 <= args.repeats <= 20 or not 1 <= args.sample <= 27 or not 1 <= args.envs <= 2**20 \
+            or not 1 <= args.slots <= 10**6:
+        sys.exit("bench_sweep: --repeats must be in [1, 20], --sample in [1, 27], --envs in [1, 2^20] and --slots in "
+                 "[1, 10^6]")
+    grid, sizes, envs, slots_per = GRID, [], args.envs, args.slots
+    if args.smoke:
+        grid, envs, slots_per = {"f_edge_ghz": (5, 10)}, 4, 4
+        sizes = ["--set", "num_users=3", "--set", "num_servers=2"]
+        args.repeats, args.sample = 1, 1
+    points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
     sample = [points[round(i * (len(points) - 1) / max(args.sample - 1, 1))] for i in range(args.sample)]
-    grid_args = [a for f, v in GRID.items() for a in ("--grid", f"{f}={','.join(map(str, v))}")]
-    res = {"grid": GRID, "points": len(points), "envs": ENVS, "slots": SLOTS, "policies": "all (baselines + oracle)",
+    grid_args = [a for f, v in grid.items() for a in ("--grid", f"{f}={','.join(map(str, v))}")]
+    res = {"grid": grid, "points": len(points), "envs": envs, "slots": slots_per, "smoke": args.smoke,
+           "policies": "all (baselines + oracle)",
            "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "turns": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
             out = os.path.join(tmp, f"sweep{r}")
-            t_sweep = timed(["sweep", *grid_args, "--envs", str(ENVS), "--slots", str(SLOTS), "--no-progress",
-                             "--out", out], tmp)
+            t_sweep = timed(["sweep", *grid_args, *sizes, "--envs", str(envs), "--slots", str(slots_per),
+                             "--no-progress", "--out", out], tmp)
             with open(os.path.join(out, "summary.json")) as f:
                 s = json.load(f)
             one = []
             for i, p in enumerate(sample):
-                sets = [a for f, v in p.items() for a in ("--set", f"{f}={v}")]
-                one.append(timed(["evaluate", *sets, "--envs", str(ENVS), "--slots", str(ENVS * SLOTS),
+                sets = [a for f, v in p.items() for a in ("--set", f"{f}={v}")] + sizes
+                one.append(timed(["evaluate", *sets, "--envs", str(envs), "--slots", str(envs * slots_per),
                                   "--no-progress", "--out", os.path.join(tmp, f"eval{r}-{i}")], tmp))
             turn = {"sweep_s": t_sweep, "per_point_s": one, "evaluation_programs": s["evaluation_programs_compiled"],
                     "xla_programs": s["xla_programs_compiled"], "sweep_compile_s": s["compile_s"]}
@@ -71,7 +83,7 @@ def main():
             print(f"turn {r + 1}: sweep {t_sweep:.1f} s ({s['evaluation_programs_compiled']} evaluation program); "
                   f"one by one: median {statistics.median(one):.1f} s per point x {len(points)} = "
                   f"{turn['one_by_one_s']:.1f} s; ratio {turn['ratio']:.1f}x", flush=True)
-    slots = len(points) * ENVS * SLOTS
+    slots = len(points) * envs * slots_per
     sweep_s = statistics.median(t["sweep_s"] for t in res["turns"])
     one_s = statistics.median(t["one_by_one_s"] for t in res["turns"])
     res.update(sweep_median_s=sweep_s, one_by_one_median_s=one_s,

@@ -103,11 +103,13 @@ def main():
     ap.add_argument("--envs", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--slots", type=int, default=None, help="slots per epoch (default: the paper's 500)")
     ap.add_argument("--torch-threads", type=int, default=None)
     ap.add_argument("--no-torch", action="store_true", help="jax only (e.g. on a GPU machine without the bench extra)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "train.json"))
     args = ap.parse_args()
-    system = SystemConfig(num_users=args.users, num_servers=args.servers)
+    system = SystemConfig(num_users=args.users, num_servers=args.servers,
+                          **({} if args.slots is None else {"slots_per_episode": args.slots}))
     j = bench_jax(system, args.envs, args.epochs, args.repeats)
     print(f"jax   : {j['agent_steps_per_s']:.4g} agent-steps/s ({j['epoch_s']:.2f} s/epoch at {args.envs} envs, "
           f"compile {j['compile_s']:.1f} s)", flush=True)
@@ -120,6 +122,7 @@ def main():
     achieved = per_step * j["agent_steps_per_s"]
     result = {
         "benchmark": "train", "users": args.users, "servers": args.servers, "envs": args.envs,
+        "slots_per_epoch": system.slots_per_episode,
         "device": str(jax.devices()[0]), "backend": jax.default_backend(), "jax_version": jax.__version__,
         "cpu_count": os.cpu_count(), "platform": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "jax": j, "torch": t, "speedup_jax_over_torch": j["agent_steps_per_s"] / t["agent_steps_per_s"] if t else None,

@@ -1,4 +1,4 @@
-"""Command-line interface: `meqc reproduce | demo | evaluate | train | scenarios`.
+"""Command-line interface: `meqc reproduce | demo | evaluate | train | sweep | scenarios | info`.
 
 Arguments are validated before anything is traced; a bad one prints a one-line error and exits
 with status 2, never a traceback. Every list of choices (scenarios, policies, parts, presets,
@@ -129,6 +129,10 @@ def _build_parser() -> argparse.ArgumentParser:
                         "'off' disables")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("scenarios", help="list the registered scenarios (name, what it holds, its overrides)")
+    inf = sub.add_parser("info", help="what this installation runs on: versions, backend, devices and their memory, "
+                                      "processes, the compilation cache, optional extras")
+    inf.add_argument("--json", action="store_true", help="print the same as one JSON object")
+    inf.add_argument("--out", default=None, metavar="FILE.json", help="also write the JSON to FILE (atomically)")
     d = sub.add_parser("demo", help="build the env, run a few slots with a random policy, print the cost breakdown")
     _add_system_args(d)
     d.add_argument("--slots", type=_positive_int("--slots", 100_000), default=5)
@@ -517,6 +521,24 @@ def scenarios_cmd(args) -> int:
     return 0
 
 
+def info_cmd(args) -> int:
+    import json
+    import os
+
+    from meqc_jax.doctor import collect, render
+
+    out = None if args.out is None else os.path.abspath(args.out)
+    if out is not None:
+        _writable_out(os.path.dirname(out))
+    info = collect()
+    print(json.dumps(info, indent=1) if args.json else "\n".join(render(info)))
+    if out is not None:
+        from meqc_jax.io import atomic_write_json
+
+        atomic_write_json(out, info)
+    return 0
+
+
 def reproduce_cmd(args) -> int:
     import os
 
@@ -571,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # no cluster detected, coordinator unreachable, or jax already initialized
             print(f"meqc: error: --distributed: jax.distributed.initialize() failed: {e}", file=sys.stderr)
             return 2
-    if args.command != "scenarios":
+    if args.command not in ("scenarios", "info"):  # info reports the cache folder, it does not create it
         from meqc_jax.compilation import enable_persistent_cache
 
         try:
@@ -581,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
                   "allowed a folder this user can create, or off", file=sys.stderr)
             return 2
     commands = {"demo": demo, "evaluate": evaluate_cmd, "train": train_cmd, "reproduce": reproduce_cmd,
-                "scenarios": scenarios_cmd, "sweep": sweep_cmd}
+                "scenarios": scenarios_cmd, "sweep": sweep_cmd, "info": info_cmd}
     try:
         return commands[args.command](args)
     except CLIError as e:

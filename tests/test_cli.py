@@ -90,3 +90,21 @@ def test_set_overrides_any_field_and_refuses_bad_ones_in_one_line(capsys, tmp_pa
         assert main(["evaluate", *bad]) == 2
         err = capsys.readouterr().err.strip()
         assert text in err and "\n" not in err, err
+
+
+def test_info_says_what_it_runs_on_in_one_screen_and_as_json(tmp_path, capsys):
+    import json
+
+    assert main(["info"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) <= 24 and any(line.startswith("backend: cpu: ") for line in lines)
+    assert any(line.startswith("  device 0: ") and "memory" in line for line in lines)
+    assert any(line.startswith("versions: jax ") and "pennylane" in line for line in lines)
+    assert any(line.startswith("extras: ") and "cuda12" in line for line in lines)
+    assert main(["info", "--json", "--out", str(tmp_path / "info.json")]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == json.loads((tmp_path / "info.json").read_text())
+    assert shown["backend"] == "cpu" and shown["device_count"] == len(shown["devices"]) >= 1
+    assert shown["process_count"] == 1 and shown["devices"][0]["memory_bytes"] > 0
+    assert set(shown["extras"]) >= {"test", "bench", "cuda12", "tpu"} and shown["extras"]["test"]["installed"]
+    assert shown["compile_cache"]["folder"] is None  # the tests keep the cache off (conftest)
