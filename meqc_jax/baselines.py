@@ -29,7 +29,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from meqc_jax import dynamics, joint
+from meqc_jax import dynamics, joint, plugins
 from meqc_jax.config import SystemConfig
 from meqc_jax.env import EnvState
 from meqc_jax.oracle import oracle_act, oracle_cost
@@ -173,18 +173,65 @@ POLICY_NAMES = tuple(n for n, e in POLICIES.items() if e.models in ("any", "pape
 BASELINE_NAMES = tuple(n for n in POLICY_NAMES if not POLICIES[n].reference)
 
 
+# A user's own policy: a factory `(SystemConfig) -> Policy` named by `module.path:attribute`, or installed by a
+# package under this entry-point group (`meqc_jax.plugins`); it applies to every configuration.
+ENTRY_POINTS = "meqc_jax.policies"
+FACTORY = "a policy factory (SystemConfig) -> meqc_jax.baselines.Policy"
+
+
+def user_policy_names() -> tuple[str, ...]:
+    """The policies installed packages provide through the `meqc_jax.policies` entry points (not registered here)."""
+    return tuple(n for n in plugins.entry_points(ENTRY_POINTS) if n not in POLICIES)
+
+
+def is_user_policy(name: str) -> bool:
+    """Whether `name` is a module path (`module.path:attribute`) or an installed package's entry point."""
+    return name not in POLICIES and (plugins.is_spec(name) or name in user_policy_names())
+
+
+def user_factory(name: str, what: str = "--policies"):
+    """The factory a user policy `name` (module path or entry point) names, loaded now (one-line ValueError)."""
+    if plugins.is_spec(name):
+        factory = plugins.load(name, what, FACTORY)
+    else:
+        ep = plugins.entry_points(ENTRY_POINTS).get(name)
+        if ep is None:
+            raise ValueError(f"{what}: unknown policy {name!r}: allowed {', '.join(POLICIES)}, an installed "
+                             f"{ENTRY_POINTS} entry point, or module.path:attribute naming {FACTORY}")
+        factory = plugins.load_entry_point(ep, what, FACTORY)
+    if not callable(factory):
+        raise ValueError(f"{what}={name!r} names an object of type {type(factory).__name__!r}, not callable; "
+                         f"expected {FACTORY}")
+    return factory
+
+
 def policy_names(config: SystemConfig) -> tuple[str, ...]:
-    """The registered policies that apply to `config`: the paper's set without dynamics; with carried state
+    """The registered policies that apply to `config` (the paper's set without dynamics; with carried state
     the baselines and `lyapunov` (the per-slot oracle is no optimum there); under contention alone the
-    baselines, `best_response` and `joint_optimum`."""
-    return tuple(n for n, e in POLICIES.items() if e.applies(config))
+    baselines, `best_response` and `joint_optimum`), then those installed packages provide."""
+    return tuple(n for n, e in POLICIES.items() if e.applies(config)) + user_policy_names()
 
 
 def make_policy(name: str, config: SystemConfig) -> Policy:
-    """The named baseline (or the oracle) for `config`; unknown names raise a one-line ValueError."""
-    if name not in POLICIES:
-        raise ValueError(f"unknown policy {name!r}: allowed {', '.join(POLICY_NAMES)}")
-    return _cached_policy(name, config)
+    """The named baseline (or the oracle) for `config`, or a user's policy (`module.path:attribute` naming a
+    factory `(SystemConfig) -> Policy`, or an installed entry point's name); a name that is none of these, a
+    module or attribute that is missing, or a factory that returns no `Policy` raise a one-line ValueError."""
+    if name in POLICIES:
+        return _cached_policy(name, config)
+    if not is_user_policy(name):
+        raise ValueError(f"unknown policy {name!r}: allowed {', '.join(POLICY_NAMES)}, or module.path:attribute "
+                         f"naming {FACTORY}")
+    return _user_policy(name, user_factory(name), config)
+
+
+@functools.lru_cache(maxsize=64)
+def _user_policy(name: str, factory, config: SystemConfig) -> Policy:
+    # cached like the registered ones, so that `evaluate` reuses the compiled program of the same policy
+    policy = factory(config)
+    if not isinstance(policy, Policy):
+        raise ValueError(f"--policies={name!r}: the factory returned an object of type {type(policy).__name__!r}; "
+                         f"expected {FACTORY}")
+    return policy
 
 
 @functools.lru_cache(maxsize=64)
@@ -199,11 +246,16 @@ def parse_policy_names(text: str) -> tuple[str, ...]:
     names = POLICY_NAMES if text.strip() == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
     if not names:
         raise ValueError(f"--policies is empty: give 'all' or a comma-separated subset of {', '.join(POLICY_NAMES)}")
-    bad = [n for n in names if n not in POLICIES]
+    bad = [n for n in names if n not in POLICIES and not is_user_policy(n)]
     if bad:
-        raise ValueError(f"--policies: unknown name(s) {', '.join(bad)}; allowed: all, {', '.join(POLICY_NAMES)}")
+        raise ValueError(f"--policies: unknown name(s) {', '.join(bad)}; allowed: all, {', '.join(POLICY_NAMES)}, "
+                         f"or module.path:attribute naming {FACTORY}")
+    for n in names:  # a user's module is imported now: a wrong path or attribute is refused before anything runs
+        if is_user_policy(n):
+            user_factory(n)
     return tuple(dict.fromkeys(names))
 
 
-__all__ = ["BASELINE_NAMES", "POLICIES", "POLICY_NAMES", "Policy", "PolicyEntry", "greedy_action", "lyapunov_policy",
-           "make_policy", "oracle_cost", "parse_policy_names", "policy_names"]
+__all__ = ["BASELINE_NAMES", "ENTRY_POINTS", "FACTORY", "POLICIES", "POLICY_NAMES", "Policy", "PolicyEntry", "greedy_action",
+           "is_user_policy", "lyapunov_policy", "make_policy", "oracle_cost", "parse_policy_names", "policy_names",
+           "user_factory", "user_policy_names"]

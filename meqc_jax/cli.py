@@ -42,6 +42,18 @@ class CLIError(Exception):
     """A bad argument found after parsing; `main` prints it as one line and exits with 2."""
 
 
+class _Renamed(argparse.Action):
+    """A flag that was renamed: refused in one line that names the new one."""
+
+    def __init__(self, option_strings, dest, new: str, **kw):
+        self.new = new
+        super().__init__(option_strings, dest, nargs="?", **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} is renamed {self.new} (the actor-critic torso: mlp or vqc); give "
+                     f"{self.new}{'' if values is None else ' ' + values}")
+
+
 def _writable_out(path: str) -> str:
     """`path` as an output folder we can write, checked before anything is compiled (CLIError if not)."""
     import os
@@ -142,7 +154,8 @@ def _build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="evaluate baselines and the oracle on the same slots; write summary.json and per_slot.csv")
     _add_system_args(ev)
     ev.add_argument("--policies", default="all", help="'all' or a comma-separated subset of: " + "; ".join(
-        f"{n} ({e.description})" for n, e in POLICIES.items()))
+        f"{n} ({e.description})" for n, e in POLICIES.items()) + "; or your own: module.path:attribute naming a "
+        "factory (SystemConfig) -> Policy, or a name an installed package registers (entry point meqc_jax.policies)")
     ev.add_argument("--slots", type=_positive_int("--slots", 10**8), default=10_000,
                     help="total slots evaluated (over all instances), default 10000")
     ev.add_argument("--envs", type=_positive_int("--envs", 10**6), default=100,
@@ -152,10 +165,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train the hybrid multi-agent PPO learner; write metrics, curve, checkpoints, summary")
     _add_system_args(tr)
-    tr.add_argument("--policy", choices=list(TORSOS), default=TORSOS[0],
+    tr.add_argument("--policy", action=_Renamed, new="--torso", help=argparse.SUPPRESS)
+    tr.add_argument("--torso", choices=list(TORSOS), default=TORSOS[0],
                     help="actor-critic torso: mlp (2 x 256) or vqc (64 -> 4-qubit circuit -> 64, paper IV-C)")
     tr.add_argument("--vqc-backend", choices=list(VQC_BACKENDS), default=VQC_BACKENDS[0],
-                    help="circuit simulator for --policy vqc (default jax: ~10x faster than the PennyLane QNode)")
+                    help="circuit simulator for --torso vqc (default jax: ~10x faster than the PennyLane QNode)")
     tr.add_argument("--epochs", type=_positive_int("--epochs", 10**6), default=None,
                     help="epochs of --slots-per-epoch slots (paper: " + ", ".join(
                         f"{e} for {t}" for t, e in PAPER_EPOCHS.items()) + ")")
@@ -304,7 +318,7 @@ def evaluate_cmd(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from meqc_jax.baselines import parse_policy_names, policy_names
+    from meqc_jax.baselines import make_policy, parse_policy_names, policy_names
     from meqc_jax.evaluate import evaluate
     from meqc_jax.io import atomic_write_csv, atomic_write_json
 
@@ -318,6 +332,11 @@ def evaluate_cmd(args) -> int:
     elif config.dynamics and "oracle" in names:
         raise CLIError(f"--policies: oracle is invalid with dynamics {config.dynamics!r} (no per-slot optimum); "
                        f"allowed: {', '.join(policy_names(config))}")
+    try:  # a user's factory (module.path:attribute or an entry point) is called now, before anything is traced
+        pols = [make_policy(n, config) for n in names]
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    names = [p.name for p in pols]
     envs = min(args.envs, args.slots)
     steps = math.ceil(args.slots / envs)
     out = _writable_out(args.out or os.path.join("runs", time.strftime("evaluate-%Y%m%d-%H%M%S")))
@@ -327,7 +346,7 @@ def evaluate_cmd(args) -> int:
                   f"{envs} instances x {steps} slots = {envs * steps} slots, seed {args.seed}")
     t0 = time.perf_counter()
     # refused (exit 2, one line) from the instances' shapes when they would not fit, before any is reset
-    res = evaluate(config, names, num_envs=envs, num_slots=steps, seed=args.seed, progress=not args.no_progress,
+    res = evaluate(config, pols, num_envs=envs, num_slots=steps, seed=args.seed, progress=not args.no_progress,
                    fit_hint="--envs, or the users and servers (--users, --servers)")
     wall = time.perf_counter() - t0
 
@@ -369,7 +388,7 @@ def train_cmd(args) -> int:
     import numpy as np
     from rich.console import Console
 
-    from meqc_jax.evaluate import evaluate
+    from meqc_jax.evaluate import HELD_OUT_SEED_OFFSET, evaluate
     from meqc_jax.experiments import device_description
     from meqc_jax.io import atomic_write_csv, atomic_write_json
     from meqc_jax.learners import make_learner, metric_names, metrics_table
@@ -380,8 +399,8 @@ def train_cmd(args) -> int:
     config = _config_from_args(args, slots_per_episode=args.slots_per_epoch)
     if args.hparams is None:
         args.hparams = "lookahead" if dynamics.carries_state(config) else "project"
-    epochs = args.epochs if args.epochs is not None else PAPER_EPOCHS[args.policy]
-    overrides = {"epochs": epochs, "torso": args.policy, "vqc_backend": args.vqc_backend}
+    epochs = args.epochs if args.epochs is not None else PAPER_EPOCHS[args.torso]
+    overrides = {"epochs": epochs, "torso": args.torso, "vqc_backend": args.vqc_backend}
     if args.shared_params:
         overrides["shared_params"] = True
     for name, value in (("num_envs", args.envs), ("reward", args.reward), ("critic", args.critic),
@@ -405,7 +424,7 @@ def train_cmd(args) -> int:
     atomic_write_json(os.path.join(out, "config.json"), {"system": config.to_dict(), "ppo": ppo.to_dict(),
                                                           "seeds": seeds, "reward_scale": about["reward_scale"],
                                                           "param_counts": params, "scenario": args.scenario})
-    console.print(f"training {args.policy} PPO ({args.hparams} hparams, reward {about['reward']}, {about['critic']} "
+    console.print(f"training {args.torso} PPO ({args.hparams} hparams, reward {about['reward']}, {about['critic']} "
                   f"critic, discount {about['gamma']}) on {args.scenario}, U={config.num_users}, "
                   f"E={config.num_servers}, preset={config.preset}: {ppo.epochs} epochs x "
                   f"{config.slots_per_episode} slots x {ppo.num_envs} envs, seeds {seeds}")
@@ -427,7 +446,7 @@ def train_cmd(args) -> int:
 
     envs = min(100, args.eval_slots)
     steps = math.ceil(args.eval_slots / envs)
-    learned = [learner.policy(learner.acting_params(state, i), name=f"{args.policy}_seed{s}")
+    learned = [learner.policy(learner.acting_params(state, i), name=f"{args.torso}_seed{s}")
                for i, s in enumerate(seeds)]
     t1 = time.perf_counter()
     from meqc_jax.baselines import POLICIES, policy_names
@@ -435,14 +454,14 @@ def train_cmd(args) -> int:
     # the reference: the oracle (paper), the exact joint optimum (contention) or drift-plus-penalty (carried state)
     refs = policy_names(config)
     reference = next((n for n in refs if POLICIES[n].reference), "lyapunov" if "lyapunov" in refs else "greedy")
-    res = evaluate(config, [*learned, *refs], num_envs=envs, num_slots=steps, seed=args.seed + 1_000_003,
+    res = evaluate(config, [*learned, *refs], num_envs=envs, num_slots=steps, seed=args.seed + HELD_OUT_SEED_OFFSET,
                    progress=not args.no_progress,
                    fit_hint="--eval-slots, or the users and servers (--users, --servers)")
     eval_wall = time.perf_counter() - t1
     per_seed = {p.name: res.summary[p.name]["mean_cost"] for p in learned}
     policy_cost = float(np.mean(list(per_seed.values())))
     summary = {
-        "policy": args.policy, "hparams": args.hparams, "reward": about["reward"], "critic": about["critic"],
+        "torso": args.torso, "hparams": args.hparams, "reward": about["reward"], "critic": about["critic"],
         "gamma": about["gamma"], "scenario": args.scenario,
         "param_counts": params,
         "policy_cost": policy_cost, "policy_cost_per_seed": per_seed,
@@ -459,7 +478,7 @@ def train_cmd(args) -> int:
     atomic_write_json(os.path.join(out, "summary.json"), summary)
     plot_learning_curve(os.path.join(out, "learning_curve.png"), np.asarray(metrics.cost),
                         summary["baselines"], summary["reference_cost"], policy_cost,
-                        title=f"U={config.num_users}, E={config.num_servers}, {config.preset}, {args.policy}, "
+                        title=f"U={config.num_users}, E={config.num_servers}, {config.preset}, {args.torso}, "
                               f"{args.hparams} hparams", reference=reference)
     console.print(f"policy {policy_cost:.2f} = {summary['ratio_to_reference']:.4f} x {reference} "
                   f"{summary['reference_cost']:.2f}; "

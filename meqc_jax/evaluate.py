@@ -76,6 +76,11 @@ _RUNNER_CACHE: dict = {}
 _RUNNER_CACHE_SIZE = 16
 
 
+# the held-out evaluation after a training draws its slots from seed + this (`meqc train`, the reproduction's
+# parts): far from any training seed, so a learner is never scored on the slots it trained on
+HELD_OUT_SEED_OFFSET = 1_000_003
+
+
 def slot_metrics(c) -> dict:
     """The per-slot metrics of a priced slot (`CostBreakdown` over [P, N] instances)."""
     return {

@@ -38,7 +38,7 @@ import typing
 import numpy as np
 
 from meqc_jax import dynamics
-from meqc_jax.baselines import POLICIES, policy_names
+from meqc_jax.baselines import POLICIES, is_user_policy, make_policy, policy_names, user_factory
 from meqc_jax.config import SystemConfig
 from meqc_jax.io import atomic_write_csv, atomic_write_json, atomic_write_with
 from meqc_jax.scenarios import DEFAULT_SCENARIO, SCENARIOS, scenario_config
@@ -179,10 +179,16 @@ class SweepSpec:
         if self.scenario not in SCENARIOS:
             raise SweepError(f"SweepSpec.scenario={self.scenario!r} is invalid: allowed one of {', '.join(SCENARIOS)}")
         allowed = ("all", *POLICIES, *TRAINED)
-        bad = [p for p in self.policies if p not in allowed]
+        bad = [p for p in self.policies if p not in allowed and not is_user_policy(p)]
         if bad or not self.policies:
             raise SweepError(f"policies {', '.join(bad) or '(none)'} invalid: allowed a comma-separated subset of "
-                             + ", ".join(allowed))
+                             + ", ".join(allowed) + ", or module.path:attribute naming a policy factory")
+        for p in self.policies:  # a user's module is imported now: a wrong path is refused before anything runs
+            if is_user_policy(p):
+                try:
+                    user_factory(p, "SweepSpec.policies")
+                except ValueError as e:
+                    raise SweepError(str(e)) from None
         swept = {ALIASES[f][0] if f in ALIASES else f for f in names}
         for f, _ in self.fixed:
             if f not in _FIELD_TYPES:
@@ -291,7 +297,7 @@ def plan(spec: SweepSpec) -> tuple[list[dict], list[SystemConfig], list[Group]]:
         for p in spec.policies:
             wanted += list(applicable) if p == "all" else [p]
         wanted = list(dict.fromkeys(wanted))
-        g.policies = tuple(p for p in wanted if p in TRAINED or p in applicable)
+        g.policies = tuple(p for p in wanted if p in TRAINED or p in applicable or is_user_policy(p))
         g.skipped = tuple(p for p in wanted if p not in g.policies)
         if not g.policies:
             raise SweepError(f"policies {', '.join(spec.policies)}: none applies to the points with "
@@ -438,8 +444,8 @@ def _run_chunk(spec: SweepSpec, points, configs, group: Group, cells, size: int,
     for name in group.policies:
         if name in TRAINED:
             pols.append(_train(spec, group.config, TRAINED[name], name, padded, params, ckpt, devices))
-        else:
-            pols.append(name)
+        else:  # a registered name or a user's factory: its rows carry the policy's own name
+            pols.append(make_policy(name, group.config))
     res = evaluate(group.config, pols, num_envs=spec.envs, num_slots=spec.slots, env_params=params,
                    point_seeds=[s for _, s in padded], compiler_options=FAST_COMPILE, devices=devices,
                    fit_hint=fit_hint)

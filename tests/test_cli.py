@@ -20,6 +20,7 @@ def test_demo_runs_and_prints_breakdown(capsys):
     (["demo", "--preset", "fast"], "--preset"),
     (["demo", "--slots", "-3"], "--slots"),
     (["reproduce", "--quick", "--workers", "0"], "--workers"),
+    (["train", "--policy", "vqc"], "--torso vqc"),  # renamed: the refusal names the new flag
 ])
 def test_bad_arguments_one_line_no_traceback(args, field):
     res = subprocess.run([sys.executable, "-m", "meqc_jax.cli", *args], capture_output=True, text=True, timeout=120)

@@ -306,12 +306,12 @@ def held_out(system_config: SystemConfig, learned: list, rc: ReproduceConfig, nu
     are evaluated on that many times the instances, the shared ones first (`evaluate`'s `more_instances`;
     their ratios to the oracle stay on the shared slots). Returns the `EvalResult`."""
     from meqc_jax.baselines import POLICY_NAMES
-    from meqc_jax.evaluate import evaluate
+    from meqc_jax.evaluate import HELD_OUT_SEED_OFFSET, evaluate
 
     more = {**{name: rc.eval_random_factor for name in RANDOM_BASELINES},
             **{pol.name: rc.eval_learned_factor for pol in learned}}
     return evaluate(system_config, [*learned, *POLICY_NAMES], num_envs=num_envs, num_slots=rc.eval_slots,
-                    seed=rc.seed + 1_000_003, progress=progress, env_params=params,
+                    seed=rc.seed + HELD_OUT_SEED_OFFSET, progress=progress, env_params=params,
                     compiler_options=compiler_options(rc), more_instances=more)
 
 
