@@ -37,6 +37,10 @@ ROW_TESTS = {
     "a new learner": ["test_a_new_learner_trains_through_fit_and_is_evaluated"],
     "a new figure": ["test_a_new_figure_is_reproduced_and_reported"],
     "a new CLI option list": ["test_the_cli_holds_no_option_list_of_its_own"],
+    "a policy of your own, outside the package": [
+        "test_user_policies.py::test_a_module_path_policy_runs_in_evaluate_with_the_numbers_python_gives",
+        "test_user_policies.py::test_a_module_path_policy_runs_in_a_sweep_with_each_points_numbers",
+        "test_user_policies.py::test_an_installed_package_registers_through_an_entry_point"],
 }
 
 
