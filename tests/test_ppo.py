@@ -14,7 +14,7 @@ from meqc_jax.agents import hybrid_entropy, hybrid_log_prob, sample_hybrid
 from meqc_jax.agents.networks import HybridOutput
 from meqc_jax.evaluate import evaluate
 from meqc_jax.learners import losses, metrics_table
-from meqc_jax.learners.ppo import METRIC_NAMES, PPOConfig, make_train, seed_params
+from meqc_jax.learners.ppo import METRIC_NAMES, PPOConfig, make_train
 from meqc_jax.loop import fit, precompile
 
 SYS = SystemConfig(num_users=3, num_servers=2, slots_per_episode=16)
@@ -145,7 +145,7 @@ def test_seeds_in_fit_equal_separate_runs_and_resume_is_exact(tmp_path, trainer)
     state_b, m_direct = jax.jit(trainer)(jax.random.key(1))
     m_ab, m_direct = metrics_table(m_ab), metrics_table(m_direct)
     np.testing.assert_allclose(m_ab[1], m_direct, rtol=2e-3, atol=1e-5)
-    for x, y in zip(jax.tree.leaves(seed_params(state_ab, 1)), jax.tree.leaves(state_b.params)):
+    for x, y in zip(jax.tree.leaves(jax.tree.map(lambda a: a[1], state_ab.params)), jax.tree.leaves(state_b.params)):
         np.testing.assert_allclose(x, y, rtol=2e-3, atol=2e-5)
     _, m_vmap = jax.jit(jax.vmap(trainer))(jnp.stack([jax.random.key(0), jax.random.key(1)]))
     np.testing.assert_allclose(metrics_table(m_vmap), m_ab, rtol=2e-3, atol=1e-5)
@@ -233,7 +233,7 @@ def test_tiny_training_beats_random_policy():
     sys10 = SystemConfig(num_users=4, num_servers=3, slots_per_episode=50)
     tr = make_train(sys10, PPOConfig(epochs=12, num_envs=8, num_minibatches=4, hidden=(64, 64)))
     state, _ = fit(tr, [0], chunk=12)
-    res = evaluate(sys10, [tr.policy(seed_params(state, 0), "ppo"), "random_offloading", "random_partitioning"],
+    res = evaluate(sys10, [tr.policy(tr.acting_params(state, 0), "ppo"), "random_offloading", "random_partitioning"],
                    num_envs=32, num_slots=20, seed=99)
     ppo_cost = res.summary["ppo"]["mean_cost"]
     assert ppo_cost < res.summary["random_offloading"]["mean_cost"]

@@ -260,7 +260,7 @@ def test_bad_arguments_raise():
 from meqc_jax import SystemConfig  # noqa: E402
 from meqc_jax.agents import hybrid_log_prob, sample_hybrid  # noqa: E402
 from meqc_jax.evaluate import evaluate  # noqa: E402
-from meqc_jax.learners.ppo import PPOConfig, make_train, seed_params  # noqa: E402
+from meqc_jax.learners.ppo import PPOConfig, make_train  # noqa: E402
 from meqc_jax.learners import metrics_table  # noqa: E402
 from meqc_jax.loop import fit  # noqa: E402
 
@@ -291,7 +291,7 @@ def test_tiny_vqc_training_beats_random_policy(vqc_trainer):
     tr = vqc_trainer
     state, m = fit(tr, [0], chunk=12)
     assert np.all(np.isfinite(metrics_table(m)))
-    res = evaluate(SYS4, [tr.policy(seed_params(state, 0), "vqc"), "random_offloading", "random_partitioning"],
+    res = evaluate(SYS4, [tr.policy(tr.acting_params(state, 0), "vqc"), "random_offloading", "random_partitioning"],
                    num_envs=32, num_slots=20, seed=99)
     cost = res.summary["vqc"]["mean_cost"]
     assert cost < res.summary["random_offloading"]["mean_cost"]

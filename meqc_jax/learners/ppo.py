@@ -653,17 +653,10 @@ class PPOLearner(Learner):
         _, server, x, _ = self.choose(params, obs)
         return server, jnp.clip(x, 0.0, 1.0)
 
-    def act_sampled(self, params, key, env_state, obs):
-        """The trained agents' stochastic action, sampled as in training (Eqs. 17-20), for one instance.
-        Decentralized agents with shared parameters and alike observations pick the same argmax server;
-        sampling spreads them over the servers as they learned to be spread."""
-        _, server, x, _ = self.choose(params, obs, key)
-        return server, jnp.clip(x, 0.0, 1.0)
-
-    def policy(self, params, name: str = "mlp", sample: bool = False) -> Policy:
-        """The trained agents acting with `params` for `evaluate`: deterministically (argmax server,
-        phi = clip(mean)), or with `sample` as in training."""
-        return Policy(name, functools.partial(self.act_sampled if sample else self.act, params))
+    def policy(self, params, name: str = "mlp") -> Policy:
+        """The trained agents acting deterministically with `params` for `evaluate` (argmax server,
+        phi = clip(mean))."""
+        return Policy(name, functools.partial(self.act, params))
 
     def sweep_policy(self, stacked_params, name: str = "mlp") -> Policy:
         """Trained agents per sweep point (parameters stacked over points), for `evaluate(env_params=...)`.
@@ -694,8 +687,3 @@ def _cached_learner(system, ppo, scale, compiler_options) -> PPOLearner:
         # 10-epoch sweeps at the same size: the sweeps then neither trace nor compile their training again).
         learner.share_programs(_cached_learner(system, dataclasses.replace(ppo, epochs=1), scale, compiler_options))
     return learner
-
-
-def seed_params(state: TrainState, i: int):
-    """The parameters of the i-th seed of a batched TrainState."""
-    return jax.tree.map(lambda a: a[i], state.params)
