@@ -76,6 +76,18 @@ def median_time(fn, min_reps=5, min_total=1.0, max_reps=200):
     return statistics.median(times), len(times)
 
 
+def median_chunk_time(run, state, repeats: int):
+    """Median seconds of `repeats` calls of a compiled training chunk `run(state) -> (state, metrics)`, each
+    fed the state the last returned and waited for; returns (median s, the final state)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        state, m = run(state)
+        jax.block_until_ready(m)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), state
+
+
 def random_words(jaxpr) -> int:
     """How many 32-bit random words one call of a traced function draws: the outputs of its `random_bits`
     equations, nested programs included (a scan body times its length, the largest branch of a cond; a

@@ -21,7 +21,6 @@ import argparse
 import os
 import platform
 import resource
-import statistics
 import sys
 import time
 
@@ -29,7 +28,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_env import median_time  # noqa: E402
+from bench_env import median_chunk_time, median_time  # noqa: E402
 
 from meqc_jax import MEQCEnv, SystemConfig, sharding
 from meqc_jax.io import atomic_write_json
@@ -83,15 +82,8 @@ def train_point(envs: int, users: int = 10, slots: int = 50, repeats: int = 3) -
     t0 = time.perf_counter()
     run = trainer.chunk_program.lower(state, 1).compile()
     compile_s = time.perf_counter() - t0
-    state, m = run(state)
-    jax.block_until_ready(m)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        state, m = run(state)
-        jax.block_until_ready(m)
-        times.append(time.perf_counter() - t0)
-    t = statistics.median(times)
+    _, state = median_chunk_time(run, state, 1)  # the first call: warm-up
+    t, _ = median_chunk_time(run, state, repeats)
     return {"users": users, "servers": users, "num_envs": envs, "slots_per_epoch": slots, "epoch_s": t,
             "compile_s": compile_s, "agent_steps_per_s": envs * slots * users / t, **memory(run),
             "placement": sharding.describe(mesh)}

@@ -15,14 +15,15 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 
 import jax  # noqa: E402
+from bench_env import median_chunk_time  # noqa: E402
 
 from meqc_jax.env import MEQCEnv  # noqa: E402
 from meqc_jax.experiments import DEFAULT_PARTS, PARTS_BY_NAME, ReproduceConfig  # noqa: E402
@@ -37,13 +38,8 @@ def time_epoch(system, ppo, runs: int, repeats: int) -> dict:
     t0 = time.perf_counter()
     chunk = learner.compiled_chunk(states, 1)
     compile_s = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        states, m = chunk(states)
-        jax.block_until_ready(m)
-        times.append(time.perf_counter() - t0)
-    return {"compile_s": compile_s, "epoch_s": statistics.median(times)}
+    epoch_s, _ = median_chunk_time(chunk, states, repeats)
+    return {"compile_s": compile_s, "epoch_s": epoch_s}
 
 
 def main():
