@@ -13,15 +13,14 @@ import sys
 import time
 
 from meqc_jax import config as _config
-from meqc_jax import dynamics
 from meqc_jax.agents.networks import TORSOS
 from meqc_jax.agents.vqc import BACKENDS as VQC_BACKENDS
-from meqc_jax.baselines import BASELINE_NAMES, POLICIES, POLICY_NAMES
+from meqc_jax.baselines import POLICIES
 from meqc_jax.compilation import ProgramTooLarge
 from meqc_jax.env import REWARDS
 from meqc_jax.experiments import DEFAULT_PARTS, DYNAMICS_PARTS, PARTS, PARTS_BY_NAME
-from meqc_jax.experiments.common import PAPER_EPOCHS
-from meqc_jax.learners.ppo import ACTOR_INPUTS, ACTOR_ORDERS, CRITICS, HPARAM_SETS
+from meqc_jax.learners import LEARNER_NAMES, learner_spec
+from meqc_jax.learners.ppo import ACTOR_INPUTS, ACTOR_ORDERS, CRITICS, PAPER_EPOCHS
 from meqc_jax.scenarios import DEFAULT_SCENARIO, SCENARIOS
 
 
@@ -85,13 +84,15 @@ _SYSTEM_ARGS = (
 )
 
 
-def _add_system_args(p: argparse.ArgumentParser) -> None:
+def _add_system_args(p: argparse.ArgumentParser, learner_fields: bool = False) -> None:
     _add_scenario_arg(p)
     for flag, field, kw in _SYSTEM_ARGS:
         p.add_argument(flag, default=None, help=f"SystemConfig.{field} (default: the scenario's)", **kw)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="set_fields",
                    help="any other SystemConfig field (repeatable), e.g. t1_ms=10, f_edge_ghz=20 (every server at "
-                        "20 GHz), phys_qubits=5000; tuple values as a/b/c")
+                        "20 GHz), phys_qubits=5000; tuple values as a/b/c"
+                        + ("; or a field of the learner's settings (e.g. gamma=0.9, hidden=64/64 for ppo; "
+                           "candidates=16 for droo), also written learner.FIELD=VALUE" if learner_fields else ""))
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -163,36 +164,46 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="output folder (default runs/evaluate-<time>)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    tr = sub.add_parser("train", help="train the hybrid multi-agent PPO learner; write metrics, curve, checkpoints, summary")
-    _add_system_args(tr)
+    tr = sub.add_parser("train", help="train a learner (default the paper's hybrid multi-agent PPO, or any registered "
+                                      "or your own); write metrics, curve, checkpoints, summary")
+    _add_system_args(tr, learner_fields=True)
+    tr.add_argument("--learner", default="ppo", metavar="NAME|module.path:attribute",
+                    help="the learner to train: " + "; ".join(f"{n}" for n in LEARNER_NAMES) + " (default ppo); an "
+                         "installed package's entry point (group meqc_jax.learners); or your own: module.path:attribute "
+                         "naming a LearnerSpec, or a Learner class or factory (SystemConfig, config) -> Learner")
     tr.add_argument("--policy", action=_Renamed, new="--torso", help=argparse.SUPPRESS)
-    tr.add_argument("--torso", choices=list(TORSOS), default=TORSOS[0],
-                    help="actor-critic torso: mlp (2 x 256) or vqc (64 -> 4-qubit circuit -> 64, paper IV-C)")
-    tr.add_argument("--vqc-backend", choices=list(VQC_BACKENDS), default=VQC_BACKENDS[0],
-                    help="circuit simulator for --torso vqc (default jax: ~10x faster than the PennyLane QNode)")
+    tr.add_argument("--torso", choices=list(TORSOS), default=None,
+                    help="ppo: actor-critic torso, mlp (2 x 256, the default) or vqc (64 -> 4-qubit circuit -> 64, "
+                         "paper IV-C)")
+    tr.add_argument("--vqc-backend", choices=list(VQC_BACKENDS), default=None,
+                    help="ppo: circuit simulator for --torso vqc (default jax: ~10x faster than the PennyLane QNode)")
     tr.add_argument("--epochs", type=_positive_int("--epochs", 10**6), default=None,
-                    help="epochs of --slots-per-epoch slots (paper: " + ", ".join(
+                    help="epochs of --slots-per-epoch slots (default: the learner's; ppo, the paper's: " + ", ".join(
                         f"{e} for {t}" for t, e in PAPER_EPOCHS.items()) + ")")
     tr.add_argument("--seeds", type=_positive_int("--seeds", 1000), default=1, help="independent runs (seeds seed..seed+S-1)")
-    tr.add_argument("--envs", type=_positive_int("--envs", 2**20), default=None, help="parallel environments (default 64)")
-    tr.add_argument("--hparams", choices=list(HPARAM_SETS), default=None,
-                    help="'paper': discount 0.95 and the shared reward; 'project': measured best for the paper's "
-                         "model; 'lookahead': measured for scenarios with dynamics (default: project, or lookahead "
-                         "when the scenario has dynamics)")
-    tr.add_argument("--reward", choices=list(REWARDS), default=None, help="override the hparams' reward")
+    tr.add_argument("--envs", type=_positive_int("--envs", 2**20), default=None,
+                    help="parallel environments (the learner's num_envs; default the learner's, ppo 64)")
+    tr.add_argument("--hparams", default=None, metavar="PRESET",
+                    help="the learner's named settings (" + "; ".join(
+                        f"{n}: {', '.join(learner_spec(n).presets)}" for n in LEARNER_NAMES) + "); ppo's 'paper' is "
+                         "discount 0.95 and the shared reward, 'project' measured best for the paper's model, "
+                         "'lookahead' measured for scenarios with dynamics (default: project, or lookahead when the "
+                         "scenario carries state); droo's 'swaps' also prices every one-device change")
+    tr.add_argument("--reward", choices=list(REWARDS), default=None, help="ppo: override the hparams' reward")
     tr.add_argument("--critic", choices=list(CRITICS), default=None,
-                    help="value functions: per-agent heads (local) or one centralized critic over all agents' "
+                    help="ppo: value functions: per-agent heads (local) or one centralized critic over all agents' "
                          "observations (central); 'auto' (project default): central exactly for the shared reward")
     tr.add_argument("--shared-params", action="store_true",
-                    help="one actor-critic shared by every device, with an agent id (MAPPO with --reward shared)")
+                    help="ppo: one actor-critic shared by every device, with an agent id (MAPPO with --reward shared)")
     tr.add_argument("--actor-order", choices=list(ACTOR_ORDERS), default=None,
-                    help="'simultaneous' (the paper) or 'sequential': devices act in index order, each seeing how "
+                    help="ppo: 'simultaneous' (the paper) or 'sequential': devices act in index order, each seeing how "
                          "many earlier ones offload to each server (contention, dynamics-spec 8; default: the "
                          "hparams', sequential under lookahead)")
     tr.add_argument("--actor-inputs", choices=list(ACTOR_INPUTS), default=None,
-                    help="'own' (each device's observation, the paper) or 'global' (every device's as well)")
+                    help="ppo: 'own' (each device's observation, the paper) or 'global' (every device's as well)")
     tr.add_argument("--slots-per-epoch", type=_positive_int("--slots-per-epoch", 10**6), default=500)
-    tr.add_argument("--minibatches", type=_positive_int("--minibatches", 2**20), default=None)
+    tr.add_argument("--minibatches", type=_positive_int("--minibatches", 2**20), default=None,
+                    help="ppo: minibatches per update (num_minibatches)")
     tr.add_argument("--chunk", type=_positive_int("--chunk", 10**6), default=10, help="epochs per jitted chunk/checkpoint")
     tr.add_argument("--eval-slots", type=_positive_int("--eval-slots", 10**8), default=10_000,
                     help="held-out slots for the final paired evaluation (default 10000)")
@@ -215,7 +226,9 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="a SystemConfig field fixed at VALUE for every point (e.g. num_users=6)")
     sw.add_argument("--policies", default=None,
                     help="comma-separated: all (the registered policies that apply), policy names, ppo / ppo-vqc "
-                         "(train per cell, then evaluate); default all")
+                         "or learner:NAME (a learner trained per cell at its default preset, then evaluated: "
+                         + ", ".join(f"learner:{n}" for n in LEARNER_NAMES) + ", or learner:module.path:attribute), "
+                         "or module.path:attribute naming a policy factory; default all")
     sw.add_argument("--seeds", type=_positive_int("--seeds", 1000), default=None, help="seeds per point (default 1)")
     sw.add_argument("--envs", type=_positive_int("--envs", 10**6), default=None,
                     help="instances per cell (default 64)")
@@ -224,7 +237,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--chunk-cells", type=_positive_int("--chunk-cells", 10**6), default=None,
                     help="cells (point x seed) per compiled call and per saved chunk (default: a group's, up to 256)")
     sw.add_argument("--train-epochs", type=_positive_int("--train-epochs", 10**5), default=None,
-                    help="ppo: epochs per cell (default 20)")
+                    help="trained policies: epochs per cell (default 20)")
     sw.add_argument("--max-hours", type=float, default=None,
                     help="refuse a sweep estimated (from its first chunk) to take longer (default 24)")
     sw.add_argument("--yes", action="store_true", help="go on past --max-hours")
@@ -244,6 +257,11 @@ def _build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--dynamics", action="store_true",
                     help="also run the dynamics parts (" + ", ".join(DYNAMICS_PARTS) + "): one per scenario with "
                          "carried state")
+    rp.add_argument("--learner", action="append", default=[], metavar="NAME|module.path:attribute",
+                    help="a learner the dynamics and contention parts also train and report (repeatable): "
+                         + ", ".join(LEARNER_NAMES) + ", an installed meqc_jax.learners entry point, or your own "
+                         "module.path:attribute; at its default preset with the part's epochs and environments; a "
+                         "part where it does not apply says so in the report")
     rp.add_argument("--out", default=None, help="output folder (default runs/reproduce, or runs/reproduce-quick)")
     rp.add_argument("--force", action="store_true", help="redo parts already finished in --out")
     rp.add_argument("--workers", type=_workers, default="auto", metavar="N|auto",
@@ -381,109 +399,73 @@ def evaluate_cmd(args) -> int:
     return 0
 
 
+# `meqc train`'s flags that set a field of the learner's settings: (flag, attribute of args, field)
+_LEARNER_FLAGS = (("--epochs", "epochs", "epochs"), ("--envs", "envs", "num_envs"), ("--torso", "torso", "torso"),
+                  ("--vqc-backend", "vqc_backend", "vqc_backend"), ("--reward", "reward", "reward"),
+                  ("--critic", "critic", "critic"), ("--minibatches", "minibatches", "num_minibatches"),
+                  ("--actor-order", "actor_order", "actor_order"), ("--actor-inputs", "actor_inputs", "actor_inputs"),
+                  ("--shared-params", "shared_params", "shared_params"))
+
+
+def _learner_settings(spec, args) -> tuple[dict, list[str]]:
+    """The learner's settings `meqc train`'s flags and `--set` give, and the `--set` items left for SystemConfig: an
+    item is the learner's when written `learner.FIELD=VALUE` or when FIELD is one of its settings' fields."""
+    from meqc_jax.config import parse_field
+
+    fields = spec.fields()
+    settings, system_items = {}, []
+    for item in args.set_fields:
+        field, sep, value = item.partition("=")
+        field = field.strip()
+        named = field.startswith("learner.")
+        field = field.removeprefix("learner.")
+        if sep and (named or field in fields):
+            if spec.config_class is None:
+                raise CLIError(f"--set {item!r} is invalid: learner {spec.name!r} takes no settings")
+            try:
+                settings[field] = parse_field(spec.config_class, field, value.strip(), "--set")
+            except ValueError as e:
+                raise CLIError(f"learner {spec.name!r}: {e}") from None
+        else:
+            system_items.append(item)
+    for flag, attr, field in _LEARNER_FLAGS:
+        value = getattr(args, attr)
+        if value is None or value is False:
+            continue
+        if field not in fields:
+            raise CLIError(f"{flag} is invalid with --learner {args.learner}: its settings have no field {field!r}; "
+                           f"allowed --set with one of: {', '.join(fields) or '(none)'}")
+        settings.setdefault(field, value)
+    return settings, system_items
+
+
 def train_cmd(args) -> int:
-    import math
     import os
 
-    import numpy as np
     from rich.console import Console
 
-    from meqc_jax.evaluate import HELD_OUT_SEED_OFFSET, evaluate
-    from meqc_jax.experiments import device_description
-    from meqc_jax.io import atomic_write_csv, atomic_write_json
-    from meqc_jax.learners import make_learner, metric_names, metrics_table
-    from meqc_jax.learners.ppo import PPOConfig
-    from meqc_jax.loop import fit
-    from meqc_jax.plots import plot_learning_curve
+    from meqc_jax import train
+    from meqc_jax.learners import learner_spec
 
-    config = _config_from_args(args, slots_per_episode=args.slots_per_epoch)
-    if args.hparams is None:
-        args.hparams = "lookahead" if dynamics.carries_state(config) else "project"
-    epochs = args.epochs if args.epochs is not None else PAPER_EPOCHS[args.torso]
-    overrides = {"epochs": epochs, "torso": args.torso, "vqc_backend": args.vqc_backend}
-    if args.shared_params:
-        overrides["shared_params"] = True
-    for name, value in (("num_envs", args.envs), ("reward", args.reward), ("critic", args.critic),
-                        ("num_minibatches", args.minibatches), ("actor_order", args.actor_order),
-                        ("actor_inputs", args.actor_inputs)):
-        if value is not None:
-            overrides[name] = value
     try:
-        ppo = PPOConfig.preset(args.hparams, **overrides)
+        spec = learner_spec(args.learner)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    settings, args.set_fields = _learner_settings(spec, args)
+    config = _config_from_args(args, slots_per_episode=args.slots_per_epoch)
+    try:  # every bad preset, field or value, and a learner that does not apply to the scenario: one line, now
+        training = train.prepare(config, args.learner, args.hparams, settings)
     except ValueError as e:
         raise CLIError(str(e)) from None
     out = _writable_out(args.out or os.path.join("runs", time.strftime("train-%Y%m%d-%H%M%S")))
-    try:
-        learner = make_learner("ppo", config, ppo)  # computes the reward scale: a first compile
-    except ValueError as e:
-        raise CLIError(str(e)) from None
-    seeds = list(range(args.seed, args.seed + args.seeds))
     console = Console(width=None if sys.stdout.isatty() else 120)
-    params = learner.param_counts()
-    about = learner.describe()
-    atomic_write_json(os.path.join(out, "config.json"), {"system": config.to_dict(), "ppo": ppo.to_dict(),
-                                                          "seeds": seeds, "reward_scale": about["reward_scale"],
-                                                          "param_counts": params, "scenario": args.scenario})
-    console.print(f"training {args.torso} PPO ({args.hparams} hparams, reward {about['reward']}, {about['critic']} "
-                  f"critic, discount {about['gamma']}) on {args.scenario}, U={config.num_users}, "
-                  f"E={config.num_servers}, preset={config.preset}: {ppo.epochs} epochs x "
-                  f"{config.slots_per_episode} slots x {ppo.num_envs} envs, seeds {seeds}")
-
-    def write_metrics(done, metrics, elapsed):
-        table = metrics_table(metrics)  # [seeds, epochs, metrics]
-        rows = [[s, e + 1] + [f"{float(v):.9g}" for v in table[i, e]]
-                for i, s in enumerate(seeds) for e in range(table.shape[1])]
-        atomic_write_csv(os.path.join(out, "metrics.csv"), ["seed", "epoch", *metric_names(metrics)], rows)
-
-    t0 = time.perf_counter()
     try:
-        state, metrics = fit(learner, seeds, chunk=args.chunk, ckpt_dir=os.path.join(out, "checkpoints"),
-                             resume=not args.no_resume, progress=not args.no_progress, on_chunk=write_metrics)
+        train.run(training, out, range(args.seed, args.seed + args.seeds), chunk=args.chunk,
+                  eval_slots=args.eval_slots, scenario=args.scenario, resume=not args.no_resume,
+                  progress=not args.no_progress, log=console.print,
+                  fit_hint="--eval-slots, or the users and servers (--users, --servers)")
     except FloatingPointError as e:
         raise CLIError(str(e)) from None
-    train_wall = time.perf_counter() - t0
-    write_metrics(ppo.epochs, metrics, train_wall)
-
-    envs = min(100, args.eval_slots)
-    steps = math.ceil(args.eval_slots / envs)
-    learned = [learner.policy(learner.acting_params(state, i), name=f"{args.torso}_seed{s}")
-               for i, s in enumerate(seeds)]
-    t1 = time.perf_counter()
-    from meqc_jax.baselines import POLICIES, policy_names
-
-    # the reference: the oracle (paper), the exact joint optimum (contention) or drift-plus-penalty (carried state)
-    refs = policy_names(config)
-    reference = next((n for n in refs if POLICIES[n].reference), "lyapunov" if "lyapunov" in refs else "greedy")
-    res = evaluate(config, [*learned, *refs], num_envs=envs, num_slots=steps, seed=args.seed + HELD_OUT_SEED_OFFSET,
-                   progress=not args.no_progress,
-                   fit_hint="--eval-slots, or the users and servers (--users, --servers)")
-    eval_wall = time.perf_counter() - t1
-    per_seed = {p.name: res.summary[p.name]["mean_cost"] for p in learned}
-    policy_cost = float(np.mean(list(per_seed.values())))
-    summary = {
-        "torso": args.torso, "hparams": args.hparams, "reward": about["reward"], "critic": about["critic"],
-        "gamma": about["gamma"], "scenario": args.scenario,
-        "param_counts": params,
-        "policy_cost": policy_cost, "policy_cost_per_seed": per_seed,
-        "reference": reference, "reference_cost": res.summary[reference]["mean_cost"],
-        "ratio_to_reference": policy_cost / res.summary[reference]["mean_cost"],
-        **({"oracle_cost": res.summary["oracle"]["mean_cost"],
-            "ratio_to_oracle": policy_cost / res.summary["oracle"]["mean_cost"]} if reference == "oracle" else {}),
-        "baselines": {b: res.summary[b]["mean_cost"] for b in refs if b in BASELINE_NAMES},
-        "evaluation": res.summary, "eval_slots": envs * steps, "epochs": ppo.epochs, "seeds": seeds,
-        "wall_s": train_wall + eval_wall, "train_wall_s": train_wall, "eval_wall_s": eval_wall,
-        "wall_s_per_epoch": train_wall / max(ppo.epochs, 1), "device": device_description(),
-        "eval_placement": res.placement,
-    }
-    atomic_write_json(os.path.join(out, "summary.json"), summary)
-    plot_learning_curve(os.path.join(out, "learning_curve.png"), np.asarray(metrics.cost),
-                        summary["baselines"], summary["reference_cost"], policy_cost,
-                        title=f"U={config.num_users}, E={config.num_servers}, {config.preset}, {args.torso}, "
-                              f"{args.hparams} hparams", reference=reference)
-    console.print(f"policy {policy_cost:.2f} = {summary['ratio_to_reference']:.4f} x {reference} "
-                  f"{summary['reference_cost']:.2f}; "
-                  + ", ".join(f"{k} {v:.2f}" for k, v in summary["baselines"].items()))
-    console.print(f"train {train_wall:.1f} s ({summary['wall_s_per_epoch']:.2f} s/epoch), eval {eval_wall:.1f} s; wrote {out}")
     return 0
 
 
@@ -573,6 +555,13 @@ def reproduce_cmd(args) -> int:
             raise CLIError(f"--only={args.only!r} is invalid: allowed a comma-separated subset of "
                            + ", ".join(PARTS_BY_NAME))
     overrides = {"scenario": args.scenario}
+    if args.learner:
+        try:  # a user's module is imported now: a wrong path or type is refused before any part runs
+            for name in args.learner:
+                learner_spec(name)
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+        overrides["learners"] = tuple(dict.fromkeys(args.learner))
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
     if args.epochs is not None:

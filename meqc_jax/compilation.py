@@ -8,6 +8,9 @@ compilation cache (compiled programs kept on disk, so a second process skips the
 JAX reports every compilation through `jax.monitoring` (one `backend_compile_duration` event per
 XLA program, plus the tracing and lowering before it); one listener, registered once, adds them to
 every counter that is open. Work that reuses a compiled program (the jit cache) adds nothing.
+
+`ProgramCache` is the one in-process cache of built programs (jitted functions, compiled executables, learners
+that hold them): keyed, bounded, counted.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import hashlib
 import os
 import platform
 import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
 
 _TRACE = "/jax/core/compile/jaxpr_trace_duration"
 _LOWER = "/jax/core/compile/jaxpr_to_mlir_module_duration"
@@ -243,6 +249,51 @@ def check_fits(compiled, what: str, lower: str, available: int | None = None) ->
     return need
 
 
-__all__ = ["CACHE_ENV", "CompileCounter", "ProgramTooLarge", "bytes_per_device", "cgroup_room", "check_fits",
+class ProgramCache:
+    """Programs built once per key and reused: `cache.get(key, build)` returns the program built for `key`, calling
+    `build()` only the first time. Bounded (at most `maxsize` programs, the least recently used evicted first;
+    None: unbounded) and counted (`hits`, `builds`, `evictions`), so a test or a benchmark can say how many programs
+    a piece of work built. A `build` that raises keeps nothing (a program refused as too large is checked again on
+    the next call)."""
+
+    def __init__(self, name: str, maxsize: int | None = None):
+        self.name, self.maxsize = name, maxsize
+        self._items: OrderedDict = OrderedDict()
+        self.hits = self.builds = self.evictions = 0
+
+    def get(self, key: Hashable, build: Callable[[], Any]):
+        if key in self._items:
+            self.hits += 1
+            self._items.move_to_end(key)
+            return self._items[key]
+        value = build()
+        self.builds += 1
+        self._items[key] = value
+        if self.maxsize is not None and len(self._items) > self.maxsize:
+            self._items.popitem(last=False)
+            self.evictions += 1
+        return value
+
+    def __contains__(self, key) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def values(self) -> list:
+        return list(self._items.values())
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def stats(self) -> dict:
+        return {"name": self.name, "size": len(self), "maxsize": self.maxsize, "hits": self.hits,
+                "builds": self.builds, "evictions": self.evictions}
+
+    def __repr__(self) -> str:
+        return f"ProgramCache({self.name!r}, {len(self)}/{self.maxsize or 'unbounded'}, {self.builds} built)"
+
+
+__all__ = ["CACHE_ENV", "CompileCounter", "ProgramCache", "ProgramTooLarge", "bytes_per_device", "cgroup_room", "check_fits",
            "default_cache_dir",
            "device_memory_bytes", "enable_persistent_cache", "machine_key", "memory_plan_bytes", "refuse_if_over"]

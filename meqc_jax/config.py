@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import typing
 from typing import Literal
 
 from meqc_jax.units import MAX_CONCATENATION, MAX_LOGICAL_QUBITS, SIParams
@@ -53,6 +54,55 @@ def dataclass_to_dict(obj) -> dict:
     """A frozen configuration dataclass as a plain JSON-serialisable dict (tuples become lists);
     shared by SystemConfig, PPOConfig and ReproduceConfig."""
     return {f.name: (list(v) if isinstance(v := getattr(obj, f.name), tuple) else v) for f in dataclasses.fields(obj)}
+
+
+def field_types(cls) -> dict:
+    """{field: its resolved type} of a configuration dataclass (annotations written as strings resolved)."""
+    return typing.get_type_hints(cls)
+
+
+def parse_field(cls, field: str, text, label: str = "--set"):
+    """The value of `cls`'s field `field` from text (or an already typed value, e.g. from TOML), typed as the field
+    is declared: bool as true/false, int, float, str, a Literal's options, `X | None` also from 'none', a tuple's
+    elements separated by '/'. A bad name or value is one ValueError line starting `label field=...`."""
+    hints = field_types(cls)
+    if field not in hints:
+        raise ValueError(f"{label} field {field!r} is unknown: allowed {', '.join(hints)}")
+    hint = hints[field]
+    args, origin = typing.get_args(hint), typing.get_origin(hint)
+    if origin is tuple:
+        items = list(text) if isinstance(text, (list, tuple)) else [x for x in str(text).split("/") if x.strip()]
+        return tuple(parse_scalar(field, x, args[0], label) for x in items)
+    if origin is Literal:
+        if text not in args:
+            raise ValueError(f"{label} {field}={text!r} is invalid: allowed one of {', '.join(args)}")
+        return text
+    kinds = [a for a in (args or (hint,)) if a is not type(None)]
+    if type(None) in args and str(text).strip().lower() in ("none", "null"):
+        return None
+    return parse_scalar(field, text, kinds[0], label)
+
+
+def parse_scalar(field: str, text, kind, label: str = "--set"):
+    """One scalar of type `kind` (str, bool, int or float) from text; a bad value is one ValueError line."""
+    if kind is str:
+        return str(text).strip()
+    if kind is bool:
+        if isinstance(text, bool):
+            return text
+        if str(text).strip().lower() in ("true", "1", "yes"):
+            return True
+        if str(text).strip().lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"{label} {field}={text!r} is invalid: allowed true or false")
+    try:
+        value = kind(text) if not isinstance(text, str) else kind(float(text)) if kind is int else kind(text)
+        if kind is int and float(text) != value:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(f"{label} {field}={text!r} is invalid: allowed {'an integer' if kind is int else 'a number'}") \
+            from None
+    return value
 
 
 class FieldChecker:

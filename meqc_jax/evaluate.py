@@ -40,7 +40,7 @@ import numpy as np
 
 from meqc_jax import dynamics, sharding
 from meqc_jax.baselines import Policy, make_policy
-from meqc_jax.compilation import bytes_per_device, refuse_if_over
+from meqc_jax.compilation import ProgramCache, bytes_per_device, refuse_if_over
 from meqc_jax.config import SystemConfig
 from meqc_jax.env import MEQCEnv
 from meqc_jax.progress import ProgressBar
@@ -72,8 +72,8 @@ class EvalResult:
     transitions: str = "shared"  # the program used: one shared transition, or one trajectory per policy
 
 
-_RUNNER_CACHE: dict = {}
-_RUNNER_CACHE_SIZE = 16
+# the jitted evaluation programs by (config, policies, chunk, path, ...): repeated evaluations trace once
+_RUNNERS = ProgramCache("evaluation programs", maxsize=16)
 
 
 # the held-out evaluation after a training draws its slots from seed + this (`meqc train`, the reproduction's
@@ -117,9 +117,11 @@ def chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, transitions: 
     counts = None if counts is None else tuple(int(c) for c in counts)
     cache_key = (env.config, tuple((p.name, p.act, p.act_with) for p in pols), chunk, transitions, compiler_options,
                  counts, transition)
-    if cache_key in _RUNNER_CACHE:
-        return _RUNNER_CACHE[cache_key]
+    return _RUNNERS.get(cache_key, lambda: _build_runner(env, pols, chunk, transitions, compiler_options, counts,
+                                                         transition))
 
+
+def _build_runner(env, pols, chunk, transitions, compiler_options, counts, transition):
     def lift(pol):
         if pol.params is None:
             one = lambda p, k, s, o: pol.act(k, s, o)  # noqa: E731
@@ -191,15 +193,12 @@ def chunk_runner(env: MEQCEnv, pols: Sequence[Policy], chunk: int, transitions: 
     def scan(carry, slot_keys, pol_params):
         return jax.lax.scan(lambda c, k: one_slot(c, k, pol_params), carry, slot_keys)
 
-    run = jax.jit(scan, compiler_options=sharding.jit_options(compiler_options))
-    if len(_RUNNER_CACHE) >= _RUNNER_CACHE_SIZE:
-        _RUNNER_CACHE.pop(next(iter(_RUNNER_CACHE)))
-    _RUNNER_CACHE[cache_key] = run
-    return run
+    return jax.jit(scan, compiler_options=sharding.jit_options(compiler_options))
 
 
-_CHECKED: dict = {}
-_CHECKED_COMPILES = [0]  # programs `checked_program` compiled in this process (the cache may evict some)
+# the evaluation programs compiled ahead of time and checked against the device (`checked_program`); each entry
+# keeps its jitted `run` alive too, so that the id in its key is never reused while it is cached
+_CHECKED = ProgramCache("checked evaluation programs", maxsize=16)
 
 
 def checked_program(run, args, what: str, lower: str):
@@ -209,24 +208,27 @@ def checked_program(run, args, what: str, lower: str):
     from meqc_jax.compilation import check_fits
 
     sig = (id(run), str(jax.tree.map(lambda x: (x.shape, str(x.dtype), getattr(x, "sharding", None)), args)))
-    if sig not in _CHECKED:
+
+    def build():
         compiled = run.lower(*args).compile()
-        _CHECKED_COMPILES[0] += 1
+        _COMPILED[0] += 1  # counted before the check: a refused program was still compiled
         check_fits(compiled, what, lower)
-        if len(_CHECKED) >= _RUNNER_CACHE_SIZE:
-            _CHECKED.pop(next(iter(_CHECKED)))
-        _CHECKED[sig] = (run, compiled)  # `run` kept alive, so its id is never reused while cached
-    return _CHECKED[sig][1]
+        return run, compiled
+
+    return _CHECKED.get(sig, build)[1]
+
+
+_COMPILED = [0]  # programs `checked_program` compiled in this process, refused ones included
 
 
 def checked_compiles() -> int:
     """How many evaluation programs `evaluate(fit_hint=...)` has compiled in this process so far."""
-    return _CHECKED_COMPILES[0]
+    return _COMPILED[0]
 
 
 def cached_runners() -> list:
     """The compiled evaluation programs currently cached (e.g. to count their compiles)."""
-    return list(_RUNNER_CACHE.values())
+    return _RUNNERS.values()
 
 
 def _summarize(per_slot: dict[str, np.ndarray]) -> dict[str, float]:

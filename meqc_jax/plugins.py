@@ -10,14 +10,18 @@ expected. Entry points are the standard packaging ones: a package declares, in i
     [project.entry-points."meqc_jax.policies"]
     my_rule = "my_pkg.rules:make_my_rule"
 
-and after `pip install` the name `my_rule` works wherever a registered one does. Nothing here imports jax.
+and after `pip install` the name `my_rule` works wherever a registered one does. A module in the folder a
+command runs from imports too (that folder is appended to `sys.path`, as `python -m` would put it first).
+Nothing here imports jax.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata as md
+import os
 import re
+import sys
 
 SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
@@ -34,6 +38,10 @@ def load(spec: str, what: str, expected: str):
         raise ValueError(f"{what}={spec!r} is invalid: allowed a registered name or module.path:attribute "
                          f"naming {expected}")
     module, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        # as `python -m` does: a module in the folder the command runs from (`meqc evaluate --policies mine:make`
+        # next to mine.py) imports; appended, so it never shadows an installed package
+        sys.path.append(os.getcwd())
     try:
         obj = importlib.import_module(module)
     except Exception as e:  # noqa: BLE001 -- ImportError, or whatever the user's module raised while importing

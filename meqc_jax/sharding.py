@@ -19,6 +19,8 @@ averages its minibatch losses shard by shard); see tests/test_sharding.py.
 from __future__ import annotations
 
 import math
+import os
+import platform
 import warnings
 from collections.abc import Sequence
 
@@ -164,3 +166,10 @@ def describe(mesh: Mesh | None) -> dict:
         return {"devices": 1, "mesh": {}}
     return {"devices": int(mesh.devices.size), "mesh": {n: int(s) for n, s in mesh.shape.items()},
             "platform": mesh.devices.flat[0].platform}
+
+
+def device_description() -> str:
+    """One line naming the first device, their count and the host's processor (for summaries and reports)."""
+    d = jax.devices()[0]
+    return (f"{d.platform}: {getattr(d, 'device_kind', '?')} x {jax.device_count()} "
+            f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores)")

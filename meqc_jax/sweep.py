@@ -37,17 +37,20 @@ import typing
 
 import numpy as np
 
-from meqc_jax import dynamics
 from meqc_jax.baselines import POLICIES, is_user_policy, make_policy, policy_names, user_factory
-from meqc_jax.config import SystemConfig
+from meqc_jax.config import SystemConfig, field_types, parse_field, parse_scalar
 from meqc_jax.io import atomic_write_csv, atomic_write_json, atomic_write_with
+from meqc_jax.learners import learner_spec
 from meqc_jax.scenarios import DEFAULT_SCENARIO, SCENARIOS, scenario_config
 
 # Grid names that are not SystemConfig fields: the scenario, and single values of the tuple fields the
 # paper's figures sweep (Figs. 7-8): `f_edge_ghz=v` sets every server to v GHz, `phys_qubits=n` every QPU to n.
 ALIASES = {"f_edge_ghz": ("f_edge_choices_ghz", lambda v: (float(v),)),
            "phys_qubits": ("phys_qubits_range", lambda v: (int(v), int(v)))}
-TRAINED = {"ppo": "mlp", "ppo-vqc": "vqc"}  # policy name -> torso: train one run per cell, then evaluate it
+# policies trained one run per cell, then evaluated: `learner:NAME` (a registered learner, an entry point or a
+# user's module.path:attribute, at its default preset) and these short names for PPO's torsos
+LEARNED_PREFIX = "learner:"
+TRAINED = {"ppo": ("ppo", (("torso", "mlp"),)), "ppo-vqc": ("ppo", (("torso", "vqc"),))}
 TRAIN_SEED_OFFSET = 7_919  # training seeds: cell seed + this, so training never sees the evaluated slots
 COLUMNS = ("mean_cost", "ci95", "mean_latency", "mean_energy", "quantum_share", "feasible_share", "drop_share",
            "ratio_to_oracle")
@@ -62,7 +65,7 @@ class SweepTooLong(RuntimeError):
     """The sweep would run past `max_hours` (estimated from its first chunk); rerun confirmed to go on."""
 
 
-_FIELD_TYPES = typing.get_type_hints(SystemConfig)
+_FIELD_TYPES = field_types(SystemConfig)
 
 
 def grid_fields() -> tuple[str, ...]:
@@ -77,49 +80,18 @@ def parse_value(field: str, text):
         if text not in SCENARIOS:
             raise SweepError(f"grid scenario={text!r} is invalid: allowed one of {', '.join(SCENARIOS)}")
         return text
-    if field in ALIASES:
-        kind = float if field == "f_edge_ghz" else int
-        return _scalar(field, text, kind)
-    if field not in _FIELD_TYPES:
-        raise SweepError(f"grid field {field!r} is unknown: allowed scenario, {', '.join(grid_fields()[1:])}")
-    hint = _FIELD_TYPES[field]
-    args = typing.get_args(hint)
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        if isinstance(text, (list, tuple)):
-            items = list(text)
-        elif field == "dynamics" and str(text).strip() in ("none", ""):
-            items = []
-        else:
-            items = [x for x in str(text).split("/") if x.strip()]
-        return tuple(_scalar(field, x, args[0]) for x in items)
-    if origin is typing.Literal:
-        if text not in args:
-            raise SweepError(f"grid {field}={text!r} is invalid: allowed one of {', '.join(args)}")
-        return text
-    kinds = [a for a in (args or (hint,)) if a is not type(None)]
-    return _scalar(field, text, kinds[0])
-
-
-def _scalar(field, text, kind):
-    if kind is str:
-        return str(text).strip()
-    if kind is bool:
-        if isinstance(text, bool):
-            return text
-        if str(text).strip().lower() in ("true", "1", "yes"):
-            return True
-        if str(text).strip().lower() in ("false", "0", "no"):
-            return False
-        raise SweepError(f"grid {field}={text!r} is invalid: allowed true or false")
     try:
-        value = kind(text) if not isinstance(text, str) else kind(float(text)) if kind is int else kind(text)
-        if kind is int and float(text) != value:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise SweepError(f"grid {field}={text!r} is invalid: allowed {'an integer' if kind is int else 'a number'}") \
-            from None
-    return value
+        if field in ALIASES:
+            return parse_scalar(field, text, float if field == "f_edge_ghz" else int, "grid")
+        if field not in _FIELD_TYPES:
+            raise SweepError(f"grid field {field!r} is unknown: allowed scenario, {', '.join(grid_fields()[1:])}")
+        if field == "dynamics" and isinstance(text, str) and text.strip() in ("none", ""):
+            return ()
+        return parse_field(SystemConfig, field, text, "grid")
+    except SweepError:
+        raise
+    except ValueError as e:
+        raise SweepError(str(e)) from None
 
 
 def parse_grid(items: typing.Sequence[str]) -> tuple[tuple[str, tuple], ...]:
@@ -179,16 +151,19 @@ class SweepSpec:
         if self.scenario not in SCENARIOS:
             raise SweepError(f"SweepSpec.scenario={self.scenario!r} is invalid: allowed one of {', '.join(SCENARIOS)}")
         allowed = ("all", *POLICIES, *TRAINED)
-        bad = [p for p in self.policies if p not in allowed and not is_user_policy(p)]
+        bad = [p for p in self.policies if p not in allowed and not is_user_policy(p) and not is_learned(p)]
         if bad or not self.policies:
             raise SweepError(f"policies {', '.join(bad) or '(none)'} invalid: allowed a comma-separated subset of "
-                             + ", ".join(allowed) + ", or module.path:attribute naming a policy factory")
+                             + ", ".join(allowed) + ", learner:NAME (a learner trained per cell), or "
+                             "module.path:attribute naming a policy factory")
         for p in self.policies:  # a user's module is imported now: a wrong path is refused before anything runs
-            if is_user_policy(p):
-                try:
+            try:
+                if p.startswith(LEARNED_PREFIX):  # before module paths: `learner:x` is no module `learner`
+                    learner_spec(p.removeprefix(LEARNED_PREFIX), "SweepSpec.policies")
+                elif is_user_policy(p):
                     user_factory(p, "SweepSpec.policies")
-                except ValueError as e:
-                    raise SweepError(str(e)) from None
+            except ValueError as e:
+                raise SweepError(str(e)) from None
         swept = {ALIASES[f][0] if f in ALIASES else f for f in names}
         for f, _ in self.fixed:
             if f not in _FIELD_TYPES:
@@ -297,12 +272,12 @@ def plan(spec: SweepSpec) -> tuple[list[dict], list[SystemConfig], list[Group]]:
         for p in spec.policies:
             wanted += list(applicable) if p == "all" else [p]
         wanted = list(dict.fromkeys(wanted))
-        g.policies = tuple(p for p in wanted if p in TRAINED or p in applicable or is_user_policy(p))
+        g.policies = tuple(p for p in wanted if is_learned(p) or p in applicable or is_user_policy(p))
         g.skipped = tuple(p for p in wanted if p not in g.policies)
         if not g.policies:
             raise SweepError(f"policies {', '.join(spec.policies)}: none applies to the points with "
                              f"dynamics={g.config.dynamics!r}; allowed there: {', '.join(applicable)}, "
-                             + ", ".join(TRAINED))
+                             + ", ".join(TRAINED) + ", learner:NAME")
     return points, configs, groups
 
 
@@ -438,12 +413,12 @@ def _run_chunk(spec: SweepSpec, points, configs, group: Group, cells, size: int,
     env = MEQCEnv(group.config)
     params = MEQCEnv.stack_params([env.params_for(configs[p]) for p, _ in padded])
     fit_hint = "--chunk-cells (cells per call) or --envs"
-    if any(name in TRAINED for name in group.policies):  # an evaluation too large is refused before training for it
+    if any(is_learned(name) for name in group.policies):  # an evaluation too large is refused before training for it
         check_instances_fit(group.config, params, spec.envs, len(group.policies), fit_hint, devices)
     pols = []
     for name in group.policies:
-        if name in TRAINED:
-            pols.append(_train(spec, group.config, TRAINED[name], name, padded, params, ckpt, devices))
+        if is_learned(name):
+            pols.append(_train(spec, group.config, name, padded, params, ckpt, devices))
         else:  # a registered name or a user's factory: its rows carry the policy's own name
             pols.append(make_policy(name, group.config))
     res = evaluate(group.config, pols, num_envs=spec.envs, num_slots=spec.slots, env_params=params,
@@ -461,16 +436,25 @@ def _run_chunk(spec: SweepSpec, points, configs, group: Group, cells, size: int,
     return rows
 
 
-def _train(spec, config, torso, name, cells, params, ckpt, devices):
-    from meqc_jax.learners import make_learner
-    from meqc_jax.learners.ppo import PPOConfig
+def is_learned(policy: str) -> bool:
+    """Whether the sweep trains `policy` per cell (`TRAINED`'s short names, `learner:NAME`)."""
+    return policy in TRAINED or policy.startswith(LEARNED_PREFIX)
+
+
+def _train(spec, config, name, cells, params, ckpt, devices):
+    """One run of the learner `name` names per cell (each on its point's EnvParams, its seed + TRAIN_SEED_OFFSET),
+    at the learner's default preset with the sweep's epochs and envs where its settings have those fields."""
     from meqc_jax.loop import fit
 
-    ppo = PPOConfig.preset("lookahead" if dynamics.carries_state(config) else "project", torso=torso, epochs=spec.train_epochs,
-                           num_envs=spec.train_envs)
-    learner = make_learner("ppo", config, ppo)
-    state, _ = fit(learner, [s + TRAIN_SEED_OFFSET for _, s in cells], chunk=min(10, spec.train_epochs),
-                   ckpt_dir=os.path.join(ckpt, name), env_params=params, devices=devices)
+    learner_name, fixed = TRAINED.get(name, (name.removeprefix(LEARNED_PREFIX), ()))
+    try:
+        lspec = learner_spec(learner_name, "SweepSpec.policies")
+        sizes = {f: v for f, v in (("epochs", spec.train_epochs), ("num_envs", spec.train_envs)) if f in lspec.fields()}
+        learner = lspec.make(config, lspec.config(config, None, **dict(fixed), **sizes))
+    except ValueError as e:
+        raise SweepError(f"policy {name}: {e}") from None
+    state, _ = fit(learner, [s + TRAIN_SEED_OFFSET for _, s in cells], chunk=min(10, learner.epochs),
+                   ckpt_dir=os.path.join(ckpt, name.replace(":", "_")), env_params=params, devices=devices)
     return learner.sweep_policy(learner.acting_params(state), name)
 
 
@@ -561,6 +545,6 @@ def plot_fields(out: str, spec: SweepSpec, rows: list[dict]) -> list[str]:
     return paths
 
 
-__all__ = ["ALIASES", "COLUMNS", "SweepError", "SweepResult", "SweepSpec", "SweepTooLong", "TRAINED", "field_curves",
+__all__ = ["ALIASES", "COLUMNS", "SweepError", "SweepResult", "SweepSpec", "SweepTooLong", "TRAINED", "is_learned", "field_curves",
            "grid_fields", "parse_grid", "parse_value", "plan", "plot_fields", "read_table", "run", "spec_from_toml",
            "write_table"]

@@ -99,7 +99,9 @@ def tiny_reproduce(tmp_path_factory):
                 eval_slots=3, sizes=(3, 3, 3), f_edge_ghz=(5.0, 30.0), phys_qubits=(1000, 20000),
                 t1_ms=(0.1, 1000.0), map_t1_ms=(0.1, 10.0), map_lam_d=(0.1, 0.9), map_envs=2, map_slots=2,
                 dyn_size=3, dyn_epochs=2, dyn_envs=2, dyn_slots=10, dyn_eval_envs=2, dyn_minibatches=2, dyn_v=(1.0, 10.0),
-                dyn_small=2, dyn_horizon=2, dyn_warmup=2, dyn_bound_instances=2)
+                dyn_small=2, dyn_horizon=2, dyn_warmup=2, dyn_bound_instances=2,
+                # a user's learner by module path (tests/split_bandit.py), and one that does not apply there
+                learners=("split_bandit:SplitBandit", "droo"))
     out = str(tmp_path_factory.mktemp("reproduce"))
     rc = ReproduceConfig.quick(**tiny)
     # the paper's figures and one dynamics part (all three dynamics: the code paths of the other three)

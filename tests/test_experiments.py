@@ -90,6 +90,22 @@ def test_the_dynamics_part_compares_every_policy_with_the_clairvoyant_bound(tiny
     assert "## MEQC-Sustainable-v0: does looking ahead pay?" in report and "Gap to the clairvoyant bound" in report
 
 
+def test_a_learner_of_your_own_is_trained_and_reported_by_reproduce(tiny_run):
+    """`meqc reproduce --learner` (ReproduceConfig.learners): a user's learner by module path is trained with the
+    part's epochs and environments, evaluated on the part's paired slots and reported; one that does not apply to
+    the scenario (DROO needs contention) is named in the report with the reason."""
+    out, rc, results = tiny_run
+    d = results["sustainable"]
+    name = "split_bandit:SplitBandit"
+    assert name in d["summary"] and np.isfinite(d["summary"][name]["mean_cost"])
+    mine = d["learners"][name]
+    assert mine["settings"] == {"epochs": rc.dyn_epochs, "num_envs": rc.dyn_envs}
+    assert len(mine["train_curve"]) == rc.dyn_epochs and np.isfinite(mine["vs_best_lyapunov"]["excess"])
+    assert "droo" in d["skipped"] and "contention" in d["skipped"]["droo"]
+    report = open(os.path.join(out, "report.md")).read()
+    assert f"| {name} |" in report and f"{name}: " in report and "Not trained here: droo" in report
+
+
 def test_config_validation_and_convergence_measure():
     with pytest.raises(ValueError, match=r"ReproduceConfig.seeds="):
         ReproduceConfig(seeds=0)

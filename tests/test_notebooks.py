@@ -24,7 +24,7 @@ def run_notebook(name: str, env: dict, cwd: str):
     return nb
 
 
-@pytest.mark.parametrize("name", ["quickstart.ipynb", "paper_figures.ipynb", "sweeps.ipynb"])
+@pytest.mark.parametrize("name", ["quickstart.ipynb", "paper_figures.ipynb", "sweeps.ipynb", "custom_policy.ipynb"])
 def test_committed_without_outputs(name):
     nb = nbformat.read(os.path.join(NB_DIR, name), as_version=4)
     for cell in nb.cells:
@@ -36,3 +36,17 @@ def test_quickstart_runs(tmp_path):
     nb = run_notebook("quickstart.ipynb", {"MEQC_NOTEBOOK_TINY": "1"}, str(tmp_path))
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "x oracle" in text and "training cost" in text
+
+
+def test_custom_policy_runs(tmp_path):
+    """A ten-line policy against the baselines and the oracle, then a learner written to its own module and
+    trained by module path: its summary names it and is measured against the oracle."""
+    import json
+
+    nb = run_notebook("custom_policy.ipynb", {"MEQC_NOTEBOOK_TINY": "1"}, str(tmp_path))
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "fast_link_0.2" in text and "x oracle" in text
+    summary = json.loads((tmp_path / "runs" / "keep" / "summary.json").read_text())
+    assert summary["learner"] == "my_learner:KeepLearner" and summary["reference"] == "oracle"
+    assert summary["learner_config"] == {"epochs": 3, "num_envs": 8} and summary["ratio_to_reference"] >= 1 - 1e-6
+    assert (tmp_path / "runs" / "keep" / "learning_curve.png").exists()

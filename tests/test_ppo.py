@@ -267,7 +267,8 @@ def test_cli_train_writes_all_outputs(tmp_path):
     lines = (out / "metrics.csv").read_text().strip().splitlines()
     assert lines[0].startswith("seed,epoch,cost") and len(lines) == 1 + 2 * 2
     assert (out / "learning_curve.png").stat().st_size > 10_000
-    assert json.loads((out / "config.json").read_text())["ppo"]["epochs"] == 2
+    config = json.loads((out / "config.json").read_text())
+    assert config["learner"] == "ppo" and config["learner_config"]["epochs"] == 2
     assert sorted(os.listdir(out / "checkpoints")) == ["epoch_000001", "epoch_000002"]
 
 

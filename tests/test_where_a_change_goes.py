@@ -6,22 +6,20 @@ A row of the table without a test here fails `test_every_row_of_the_table_has_it
 from __future__ import annotations
 
 import ast
+import csv
 import json
 import pathlib
 import re
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
 
 from meqc_jax import SystemConfig
 from meqc_jax.baselines import POLICIES, Policy, PolicyEntry, policy_names
 from meqc_jax.cli import main
-from meqc_jax.env import MEQCEnv
 from meqc_jax.evaluate import evaluate
-from meqc_jax.learners import LEARNERS, Learner, make_learner
-from meqc_jax.learners.interface import compiled_chunk_program
+from meqc_jax.learners import LEARNERS, make_learner
+from split_bandit import PHI_GRID
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMALL = dict(num_users=3, num_servers=2, slots_per_episode=4)
@@ -34,7 +32,9 @@ ROW_TESTS = {
                       "test_plugin_dynamic.py::test_it_evaluates_and_trains_with_ppo"],
     "a new scenario": ["test_a_new_scenario_is_listed_and_runs_from_the_cli"],
     "a new baseline": ["test_a_new_baseline_is_listed_and_evaluated_from_the_cli"],
-    "a new learner": ["test_a_new_learner_trains_through_fit_and_is_evaluated"],
+    "a new learner": ["test_a_new_learner_trains_through_fit_and_is_evaluated",
+                      "test_a_new_learner_trains_from_meqc_train_and_meqc_sweep",
+                      "test_experiments.py::test_a_learner_of_your_own_is_trained_and_reported_by_reproduce"],
     "a new figure": ["test_a_new_figure_is_reproduced_and_reported"],
     "a new CLI option list": ["test_the_cli_holds_no_option_list_of_its_own"],
     "a policy of your own, outside the package": [
@@ -104,96 +104,15 @@ def test_a_new_baseline_is_listed_and_evaluated_from_the_cli(tmp_path, monkeypat
 
 
 # ---------------------------------------------------------------------------- a new learner
-PHI_GRID = jnp.linspace(0.0, 1.0, 5)
-
-
-@struct.dataclass
-class BanditState:
-    mean_cost: jnp.ndarray  # [G] running mean slot cost of each constant split phi
-    count: jnp.ndarray  # [] batches seen
-    key: jnp.ndarray  # raw key data
-    epoch: jnp.ndarray  # [] int32
-
-
-@struct.dataclass
-class BanditMetrics:
-    best_cost: jnp.ndarray
-    nonfinite: jnp.ndarray
-
-
-class SplitBandit(Learner):
-    """A tiny learner written as a user would: every user keeps the same share phi of its task (one of five) and
-    offloads the rest to server 0; each epoch prices every phi on a batch of fresh slots (the env's own `price`)
-    and keeps running means; it acts with the cheapest."""
-
-    metrics_type = BanditMetrics
-
-    def __init__(self, system: SystemConfig, config=None):
-        self.system, self.env = system, MEQCEnv(system)
-        self.epochs, self.num_envs = 6, 8
-        self.state_batch_axes = BanditState(mean_cost=1, count=1, key=1, epoch=1)
-        self.chunk_program = jax.jit(jax.vmap(self.train_chunk, in_axes=(0, None)), static_argnums=1)
-        self.chunk_executables: dict = {}
-
-    def action(self, phi):
-        return jnp.zeros(self.system.num_users, jnp.int32), jnp.full(self.system.num_users, phi)
-
-    def init(self, key, env_params=None):
-        return BanditState(mean_cost=jnp.zeros(PHI_GRID.shape), count=jnp.float32(0.0),
-                           key=jax.random.key_data(key), epoch=jnp.int32(0))
-
-    def _epoch(self, state, _):
-        key, k_reset, k_price = jax.random.split(jax.random.wrap_key_data(state.key), 3)
-        _, envs = jax.vmap(self.env.reset)(jax.random.split(k_reset, self.num_envs))
-        price = jax.vmap(lambda k, s, phi: self.env.price(k, s, self.action(phi)).total, in_axes=(0, 0, None))
-        costs = jax.vmap(lambda phi: jnp.mean(price(jax.random.split(k_price, self.num_envs), envs, phi)))(PHI_GRID)
-        count = state.count + 1.0
-        mean = state.mean_cost + (costs - state.mean_cost) / count
-        new = BanditState(mean_cost=mean, count=count, key=jax.random.key_data(key), epoch=state.epoch + 1)
-        return new, BanditMetrics(best_cost=jnp.min(mean), nonfinite=(~jnp.all(jnp.isfinite(mean))).astype(jnp.float32))
-
-    def train_chunk(self, state, num_epochs):
-        return jax.lax.scan(self._epoch, state, None, length=num_epochs)
-
-    def init_batch(self, keys, env_params):
-        return jax.vmap(self.init)(keys)
-
-    def compiled_chunk(self, states, num_epochs):
-        return compiled_chunk_program(self.chunk_executables, self.chunk_program, states, num_epochs,
-                                      "the split bandit", "nothing")
-
-    def epochs_done(self, states):
-        return int(np.asarray(states.epoch).reshape(-1)[0])
-
-    def acting_params(self, states, run=None):
-        return states.mean_cost if run is None else states.mean_cost[run]
-
-    def policy(self, params, name):
-        return Policy(name, lambda key, env_state, obs: self.action(PHI_GRID[jnp.argmin(params)]))
-
-    def sweep_policy(self, stacked_params, name):
-        return Policy(name, None, params=stacked_params,
-                      act_with=lambda p, key, env_state, obs: self.action(PHI_GRID[jnp.argmin(p)]))
-
-    def param_counts(self):
-        return {"per_agent": 0, "agents": 0, "central_critic": 0, "total": int(PHI_GRID.size)}
-
-    def describe(self):
-        return {"learner": "row_bandit", "phi_grid": [float(x) for x in PHI_GRID]}
-
-
-def make_split_bandit(system, config=None):
-    return SplitBandit(system, config)
-
-
+# the learner is a user's module outside the package (tests/split_bandit.py); a LEARNERS line registers it
 def test_a_new_learner_trains_through_fit_and_is_evaluated(tmp_path, monkeypatch):
     from meqc_jax.loop import fit
 
-    monkeypatch.setitem(LEARNERS, "row_bandit", f"{__name__}:make_split_bandit")
+    monkeypatch.setitem(LEARNERS, "row_bandit", "split_bandit:LEARNER")
     config = SystemConfig(**SMALL)
     learner = make_learner("row_bandit", config)
     state, metrics = fit(learner, seeds=[0, 1], chunk=4, ckpt_dir=str(tmp_path / "ckpt"))
-    assert np.asarray(metrics.best_cost).shape == (2, 6) and learner.epochs_done(state) == 6
+    assert np.asarray(metrics.cost).shape == (2, 6) and learner.epochs_done(state) == 6
     # resumed from its last checkpoint: nothing left to train, the same state back
     again, _ = fit(learner, seeds=[0, 1], chunk=4, ckpt_dir=str(tmp_path / "ckpt"))
     np.testing.assert_array_equal(np.asarray(again.mean_cost), np.asarray(state.mean_cost))
@@ -206,6 +125,39 @@ def test_a_new_learner_trains_through_fit_and_is_evaluated(tmp_path, monkeypatch
     chosen = res.summary[f"phi{best}"]["mean_cost"]
     assert res.summary["row_bandit"]["mean_cost"] == chosen  # it acts with the split it learned, on the same slots
     assert chosen < res.summary["phi4"]["mean_cost"]
+
+
+def test_a_new_learner_trains_from_meqc_train_and_meqc_sweep(tmp_path, monkeypatch):
+    """The registry line alone: `meqc train --learner` (its preset and `--set`) writes every output, and a sweep
+    trains it per cell; its numbers are those of the learner built from Python."""
+    monkeypatch.setitem(LEARNERS, "row_bandit", "split_bandit:LEARNER")
+    out = tmp_path / "tr"
+    assert main(["train", "--learner", "row_bandit", "--hparams", "fast", "--set", "num_envs=4", "--users", "3",
+                 "--servers", "2", "--slots-per-epoch", "4", "--eval-slots", "8", "--seeds", "2", "--out", str(out),
+                 "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["learner"] == "row_bandit" and summary["hparams"] == "fast" and summary["epochs"] == 2
+    assert summary["learner_config"] == {"epochs": 2, "num_envs": 4}
+    assert set(summary["policy_cost_per_seed"]) == {"row_bandit_seed0", "row_bandit_seed1"}
+    assert summary["reference"] == "oracle" and summary["ratio_to_reference"] >= 1 - 1e-6
+    assert (out / "learning_curve.png").exists() and len((out / "metrics.csv").read_text().splitlines()) == 1 + 2 * 2
+    # the same learner from Python, on the same held-out slots: the same cost
+    from split_bandit import BanditConfig, SplitBandit
+
+    from meqc_jax.evaluate import HELD_OUT_SEED_OFFSET
+    from meqc_jax.loop import fit
+
+    learner = SplitBandit(SystemConfig(**SMALL), BanditConfig(epochs=2, num_envs=4))
+    state, _ = fit(learner, [0, 1])
+    res = evaluate(SystemConfig(**SMALL), [learner.policy(learner.acting_params(state, 0), "b0")], num_envs=8,
+                   num_slots=1, seed=HELD_OUT_SEED_OFFSET)
+    assert res.summary["b0"]["mean_cost"] == summary["policy_cost_per_seed"]["row_bandit_seed0"]
+    sw = tmp_path / "sw"
+    assert main(["sweep", "--grid", "lam_d=0.2,0.8", "--set", "num_users=3", "--set", "num_servers=2", "--set",
+                 "slots_per_episode=4", "--policies", "learner:row_bandit,local", "--envs", "2", "--slots", "2",
+                 "--train-epochs", "2", "--out", str(sw), "--no-progress"]) == 0
+    rows = [r for r in csv.DictReader(open(sw / "results.csv")) if r["policy"] == "learner:row_bandit"]
+    assert len(rows) == 2 and all(np.isfinite(float(r["mean_cost"])) for r in rows)
 
 
 # ---------------------------------------------------------------------------- a new figure

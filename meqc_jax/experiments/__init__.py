@@ -30,10 +30,11 @@ import os
 import time
 
 from meqc_jax.compilation import CompileCounter
-from meqc_jax.experiments.common import PRESETS, ReproduceConfig, device_description, epochs_to_converge
+from meqc_jax.experiments.common import PRESETS, ReproduceConfig, epochs_to_converge
 from meqc_jax.experiments.parts import DEFAULT_PARTS, DYNAMICS_PARTS, PART_LIST, PARTS, PARTS_BY_NAME, Part
 from meqc_jax.experiments.report import make_report
 from meqc_jax.io import atomic_write_json, atomic_write_text
+from meqc_jax.sharding import device_description
 
 
 def run_part(part: str, rc: ReproduceConfig, out: str, progress: bool = False) -> dict:

@@ -7,29 +7,82 @@ helpers below train through the learner interface only (`meqc_jax.learners`, `me
 from __future__ import annotations
 
 import dataclasses
-import os
-import platform
 
 import numpy as np
 
 from meqc_jax.config import FieldChecker, SystemConfig, dataclass_to_dict
+from meqc_jax.learners.ppo import PAPER_EPOCHS
 from meqc_jax.scenarios import DEFAULT_SCENARIO, SCENARIOS, scenario_config
 
 PRESETS = ("balanced", "delay", "energy")
-# The paper's epochs (Section V-B): 250 for the MLP learner, 125 for the VQC one; the CLI's defaults too.
-PAPER_EPOCHS = {"mlp": 250, "vqc": 125}
 TRAINING_PARTS = ("fig4", "fig5", "fig6")
-# the contention part's learners (experiments/contention.py): PPOConfig overrides on the project's defaults
-# (discount 0: nothing carries between slots there)
+
+
+@dataclasses.dataclass(frozen=True)
+class PartLearner:
+    """A learner a part trains, through the learner registry (`meqc_jax.learners.learner_spec`): its registered
+    name (or entry point, or module path), its preset, settings over it, and which `ReproduceConfig` field gives its
+    epochs (the part's sizes fill the settings' `num_envs` and `num_minibatches` where those fields exist)."""
+
+    learner: str
+    preset: str | None = None
+    settings: tuple[tuple[str, object], ...] = ()
+    epochs_field: str = "con_epochs"
+
+
+# the contention part's learners (experiments/contention.py), on the project's PPO preset (discount 0: nothing
+# carries between slots there) unless named otherwise
 CONTENTION_LEARNERS = {
-    "ppo_own": dict(reward="own"),  # independent actors, each on its own cost
-    "ppo_shared": dict(reward="shared", critic="central"),  # independent actors on -C, a centralized critic
-    "mappo": dict(reward="shared", critic="central", shared_params=True),  # + one actor shared with an agent id
+    "ppo_own": PartLearner("ppo", "project", (("reward", "own"),)),  # independent actors, each on its own cost
+    # independent actors on -C, a centralized critic
+    "ppo_shared": PartLearner("ppo", "project", (("reward", "shared"), ("critic", "central"))),
+    # + one actor shared with an agent id
+    "mappo": PartLearner("ppo", "project", (("reward", "shared"), ("critic", "central"), ("shared_params", True))),
     # MAPPO whose devices act in index order, each seeing the earlier ones' server choices (PPOConfig.actor_order)
-    "mappo_seq": dict(reward="shared", critic="central", shared_params=True, actor_order="sequential"),
+    "mappo_seq": PartLearner("ppo", "project", (("reward", "shared"), ("critic", "central"), ("shared_params", True),
+                                                ("actor_order", "sequential"))),
     # not PPO: DROO's learned candidate joint modes, the cheapest played as the model prices it (learners.droo)
-    "droo": dict(learner="droo", candidates=64, swaps=True),
+    "droo": PartLearner("droo", "swaps", (("candidates", 64),), epochs_field="con_droo_epochs"),
 }
+
+
+def part_learner(system: SystemConfig, choice: PartLearner, epochs: int, envs: int, minibatches: int | None = None):
+    """(the learner `choice` names for `system`, its settings): `choice`'s preset and settings, with the part's
+    `epochs`, `envs` and `minibatches` (the largest divisor of an epoch's samples up to it) where the learner's
+    settings have those fields. A learner that does not apply to `system` raises a one-line ValueError."""
+    import math
+
+    from meqc_jax.learners import learner_spec
+
+    spec = learner_spec(choice.learner, "ReproduceConfig.learners")
+    sizes = {"epochs": epochs, "num_envs": envs}
+    if minibatches is not None:
+        sizes["num_minibatches"] = math.gcd(minibatches, system.slots_per_episode * envs)
+    fields = spec.fields()
+    config = spec.config(system, choice.preset, **{k: v for k, v in sizes.items() if k in fields},
+                         **dict(choice.settings))
+    return spec.make(system, config), config
+
+
+def cost_curve(metrics) -> np.ndarray:
+    """The first run's training cost per epoch, from a learner's metrics (NaN per epoch for learners that report
+    no `cost`)."""
+    curve = getattr(metrics, "cost", None)
+    if curve is None:
+        return np.full(np.shape(metrics.nonfinite)[-1], np.nan)
+    return np.asarray(curve)[0]
+
+
+def checkpoint_name(text: str) -> str:
+    """`text` as a folder name (a module path's ':' and other signs become '_')."""
+    import re
+
+    return re.sub(r"[^\w.-]", "_", text)
+
+
+def settings_dict(config) -> dict | None:
+    """A learner's settings as JSON (None for a learner without settings)."""
+    return None if config is None else config.to_dict() if hasattr(config, "to_dict") else dataclass_to_dict(config)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +158,9 @@ class ReproduceConfig:
     con_br_slots: int = 1024  # fresh slots on which best response's convergence is recorded
     con_learners: tuple[str, ...] = ("ppo_own", "ppo_shared", "mappo", "mappo_seq", "droo")  # CONTENTION_LEARNERS to train
     con_droo_epochs: int = 40  # DROO's epochs, each con_slots batches of con_envs fresh slots
+    # learners the dynamics and contention parts train too (`meqc reproduce --learner`): registered names, installed
+    # entry points or module.path:attribute, each at its default preset with the part's epochs and environments
+    learners: tuple[str, ...] = ()
 
     def __post_init__(self):
         c = FieldChecker(self, "ReproduceConfig")
@@ -146,6 +202,9 @@ class ReproduceConfig:
         c.values("con_users", 1, 14, integral=True)
         c.check("con_learners", isinstance(self.con_learners, tuple) and len(self.con_learners) > 0
                 and set(self.con_learners) <= set(CONTENTION_LEARNERS), "a non-empty tuple of " + ", ".join(CONTENTION_LEARNERS))
+        c.check("learners", isinstance(self.learners, tuple) and all(isinstance(n, str) and n.strip() for n in
+                                                                      self.learners),
+                "a tuple of learner names or module.path:attribute specs (meqc_jax.learners)")
         c.values("dyn_v", 1e-6, 1e6)
         c.real("dyn_bound_seconds", 0.0, 1e5)
         c.values("dyn_theta", 0.0, 10.0, lo_open=False)
@@ -181,14 +240,6 @@ class ReproduceConfig:
 
     def to_dict(self) -> dict:
         return dataclass_to_dict(self)
-
-
-def device_description() -> str:
-    import jax
-
-    d = jax.devices()[0]
-    return (f"{d.platform}: {getattr(d, 'device_kind', '?')} x {jax.device_count()} "
-            f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores)")
 
 
 def system(rc: ReproduceConfig, size: int = 10, slots: int | None = None, **kw) -> SystemConfig:

@@ -18,7 +18,6 @@ the yardsticks per size) and `contention.png`.
 
 from __future__ import annotations
 
-import math
 import os
 
 import jax
@@ -34,7 +33,7 @@ from meqc_jax.scenarios import scenario_config
 
 SCENARIO = "MEQC-Contended-v0"
 YARDSTICKS = ("local", "random_offloading", "greedy", "best_response", "joint_optimum")
-LEARNERS = common.CONTENTION_LEARNERS  # the learners compared, by name: their PPOConfig overrides
+LEARNERS = common.CONTENTION_LEARNERS  # the learners compared, by name: a learner, its preset and settings
 
 
 def _system(rc: ReproduceConfig, users: int, servers: int):
@@ -42,23 +41,18 @@ def _system(rc: ReproduceConfig, users: int, servers: int):
 
 
 def _train(rc: ReproduceConfig, system, name: str, ckpt: str, progress: bool):
-    from meqc_jax.learners import make_learner
-    from meqc_jax.learners.droo import DROOConfig
-    from meqc_jax.learners.ppo import PPOConfig
+    """The policy `name` learns (a `LEARNERS` entry, or a learner of `rc.learners` at its default preset) and its
+    training curve; a DROO epoch is con_slots batches of con_envs fresh slots, a PPO one con_slots slots x con_envs
+    environments."""
     from meqc_jax.loop import fit
 
-    spec = dict(LEARNERS[name])
-    if spec.pop("learner", "ppo") == "droo":  # an epoch: con_slots batches of con_envs fresh slots
-        epochs = rc.con_droo_epochs
-        learner = make_learner("droo", system, DROOConfig(epochs=epochs, num_envs=rc.con_envs, **spec))
-    else:
-        epochs = rc.con_epochs
-        minibatches = math.gcd(rc.con_minibatches, rc.con_slots * rc.con_envs)
-        ppo = PPOConfig.preset("project", epochs=epochs, num_envs=rc.con_envs, num_minibatches=minibatches, **spec)
-        learner = make_learner("ppo", system, ppo)
+    choice = LEARNERS.get(name, common.PartLearner(name))
+    learner, settings = common.part_learner(system, choice, getattr(rc, choice.epochs_field), rc.con_envs,
+                                            rc.con_minibatches)
+    epochs = learner.epochs
     chunk = max(c for c in range(1, min(rc.chunk, epochs) + 1) if epochs % c == 0)
     state, metrics = fit(learner, [rc.seed], chunk=chunk, ckpt_dir=ckpt, progress=progress)
-    return learner.policy(learner.acting_params(state, 0), name), np.asarray(metrics.cost)[0]
+    return learner.policy(learner.acting_params(state, 0), name), common.cost_curve(metrics), settings
 
 
 def _paired_ratio(per_slot: dict, a: str, b: str) -> dict:
@@ -106,27 +100,33 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
                      [[r["users"], r["servers"], p, f"{r['mean_cost'][p]:.6g}", f"{r['ci95'][p]:.6g}",
                        f"{r['over_optimum'][p]['ratio']:.6g}", f"{r['over_optimum'][p]['ci95']:.6g}"]
                       for r in load for p in YARDSTICKS])
-    learners = []
+    learners, skipped, settings = [], {}, {}
+    trained = [*rc.con_learners, *(n for n in rc.learners if n not in rc.con_learners)]
     for U, servers in ((rc.con_learn_users, E), (rc.con_size, rc.con_size)):
         system = _system(rc, U, servers)
         pols, curves = [], {}
-        for lname in rc.con_learners:
-            pol, curve = _train(rc, system, lname, os.path.join(out, "checkpoints", f"{name}-{lname}-u{U}-e{servers}"),
-                                progress)
+        for lname in trained:
+            try:
+                pol, curve, settings[lname] = _train(rc, system, lname, os.path.join(out, "checkpoints", common.checkpoint_name(
+                    f"{name}-{lname}-u{U}-e{servers}")), progress)
+            except ValueError as e:  # a learner of rc.learners that does not apply here: reported, not trained
+                skipped[lname] = str(e)
+                continue
             pols.append(pol)
             curves[lname] = curve.tolist()
+        done = [n for n in trained if n in curves]
         if (U, servers) not in yardsticks:
             res = _evaluate(rc, system, YARDSTICKS, progress)
             yardsticks[(U, servers)] = (res.per_slot, res.summary)
         res = _evaluate(rc, system, pols, progress)
         per_slot = {**yardsticks[(U, servers)][0], **res.per_slot}
         S = {**yardsticks[(U, servers)][1], **res.summary}
-        names = [*YARDSTICKS, *rc.con_learners]
+        names = [*YARDSTICKS, *done]
         learners.append({"users": U, "servers": servers, "train_curves": curves,
                          "mean_cost": {p: S[p]["mean_cost"] for p in names}, "ci95": {p: S[p]["ci95"] for p in names},
                          "over_optimum": {p: _paired_ratio(per_slot, p, "joint_optimum") for p in names},
-                         "vs_greedy": {p: _paired_ratio(per_slot, p, "greedy") for p in rc.con_learners},
-                         "vs_best_response": {p: _paired_ratio(per_slot, p, "best_response") for p in rc.con_learners}})
+                         "vs_greedy": {p: _paired_ratio(per_slot, p, "greedy") for p in done},
+                         "vs_best_response": {p: _paired_ratio(per_slot, p, "best_response") for p in done}})
     atomic_write_csv(os.path.join(out, f"{name}_learners.csv"),
                      ["users", "servers", "policy", "mean_cost", "ci95", "over_optimum", "over_optimum_ci95"],
                      [[r["users"], r["servers"], p, f"{r['mean_cost'][p]:.6g}", f"{r['ci95'][p]:.6g}",
@@ -134,8 +134,8 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
                       for r in learners for p in r["mean_cost"]])
     data = {"scenario": SCENARIO, "load": load, "learners": learners, "eval_envs": rc.con_eval_envs,
             "eval_slots": rc.con_eval_slots, "epochs": rc.con_epochs, "envs": rc.con_envs, "slots": rc.con_slots,
-            "droo_epochs": rc.con_droo_epochs,
-            "learner_settings": {n: LEARNERS[n] for n in rc.con_learners}}
+            "droo_epochs": rc.con_droo_epochs, "skipped": skipped,
+            "learner_settings": {n: common.settings_dict(c) for n, c in settings.items()}}
     from meqc_jax.plots import plot_contention_part
 
     plot_contention_part(os.path.join(out, f"{name}.png"), data)
@@ -143,7 +143,7 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
 
 
 def _learners(r: dict) -> list[str]:
-    return [n for n in LEARNERS if n in r["vs_greedy"]]
+    return list(r["vs_greedy"])  # the learners trained, in their order
 
 
 def _best_learner(r: dict) -> str:
@@ -165,6 +165,7 @@ def report(name: str, d: dict, rc: ReproduceConfig) -> tuple[list[str], list[tup
                      + " | ".join(f"{o[p]['ratio']:.3f} ± {o[p]['ci95']:.3f}" for p in YARDSTICKS[:-1])
                      + f" | {r['mean_cost']['joint_optimum']:.1f} | {100 * br['converged_share']:.0f} %, "
                        f"{br['mean_rounds']:.2f} |")
+    lines += [f"Not trained here: {n} ({why})." for n, why in d.get("skipped", {}).items()]
     lines += ["", "The price of anarchy of the decentralized game is the `best_response` column (its Nash equilibria "
               "over the optimum); the sequential greedy, a central heuristic, is the `greedy` column.", "",
               f"Learners (PPO {d['epochs']} epochs of {d['slots']} slots x {d['envs']} environments, discount 0: "

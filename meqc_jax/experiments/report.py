@@ -3,8 +3,9 @@ table of the paper's claims against this run."""
 
 from __future__ import annotations
 
-from meqc_jax.experiments.common import ReproduceConfig, device_description
+from meqc_jax.experiments.common import ReproduceConfig
 from meqc_jax.experiments.parts import DEFAULT_PARTS, PARTS_BY_NAME
+from meqc_jax.sharding import device_description
 
 
 def make_report(results: dict, rc: ReproduceConfig, run: dict | None = None) -> str:

@@ -9,7 +9,6 @@ cost vs V), `<part>_bound.csv` (the small-instance gaps) and `<part>.png` (three
 
 from __future__ import annotations
 
-import math
 import os
 
 import jax
@@ -40,19 +39,18 @@ def _lyapunov_grid(rc: ReproduceConfig, system):
     return [lyapunov_policy(system, v, th * system.battery_j) for v in rc.dyn_v for th in thetas]
 
 
-def _train(rc: ReproduceConfig, system, ckpt: str, progress: bool):
-    from meqc_jax.learners import make_learner
-    from meqc_jax.learners.ppo import PPOConfig
+def _train(rc: ReproduceConfig, system, ckpt: str, progress: bool, learner: str = "ppo"):
+    """(learner, its policy, its training curve, its settings): PPO on the `lookahead` preset, or a learner of
+    `rc.learners` at its default preset, with the part's epochs, environments and minibatches."""
     from meqc_jax.loop import fit
 
-    # the reproduction's minibatch count where it divides an epoch's samples, else the largest that does
-    minibatches = math.gcd(rc.dyn_minibatches, rc.dyn_slots * rc.dyn_envs)
-    ppo = PPOConfig.preset("lookahead", epochs=rc.dyn_epochs, num_envs=rc.dyn_envs, num_minibatches=minibatches)
-    learner = make_learner("ppo", system, ppo)
+    choice = common.PartLearner("ppo", "lookahead") if learner == "ppo" else common.PartLearner(learner)
+    trained, settings = common.part_learner(system, choice, rc.dyn_epochs, rc.dyn_envs, rc.dyn_minibatches)
     # equal chunks (a divisor of the epochs, at most rc.chunk): one compiled training program
-    chunk = max(c for c in range(1, min(rc.chunk, rc.dyn_epochs) + 1) if rc.dyn_epochs % c == 0)
-    state, metrics = fit(learner, [rc.seed], chunk=chunk, ckpt_dir=ckpt, progress=progress)
-    return learner, learner.policy(learner.acting_params(state, 0), "ppo"), np.asarray(metrics.cost)[0]
+    epochs = trained.epochs
+    chunk = max(c for c in range(1, min(rc.chunk, epochs) + 1) if epochs % c == 0)
+    state, metrics = fit(trained, [rc.seed], chunk=chunk, ckpt_dir=ckpt, progress=progress)
+    return trained, trained.policy(trained.acting_params(state, 0), learner), common.cost_curve(metrics), settings
 
 
 def _rollout_program(env: MEQCEnv, pols):
@@ -74,7 +72,7 @@ def _bound_gaps(rc: ReproduceConfig, part: str, progress: bool, ckpt: str) -> di
     system = _system(rc, part, rc.dyn_small)
     env = MEQCEnv(system)
     n, H = rc.dyn_bound_instances, rc.dyn_horizon
-    _, learned, _ = _train(rc, system, ckpt, progress)
+    _, learned, _, _ = _train(rc, system, ckpt, progress)
     greedy = make_policy("greedy", system)
     warm = jax.jit(jax.vmap(lambda s, keys: jax.lax.scan(
         lambda st, k: (env.step(k, st, greedy.act(k, st, None))[1], None), s, keys)[0]))
@@ -104,9 +102,18 @@ def _bound_gaps(rc: ReproduceConfig, part: str, progress: bool, ckpt: str) -> di
 
 def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
     system = _system(rc, name, rc.dyn_size)
-    learner, learned, curve = _train(rc, system, os.path.join(out, "checkpoints", f"{name}-ppo"), progress)
+    _, learned, curve, ppo = _train(rc, system, os.path.join(out, "checkpoints", f"{name}-ppo"), progress)
+    extra, extra_curves, extra_settings, skipped = [], {}, {}, {}
+    for lname in (n for n in rc.learners if n != "ppo"):  # `meqc reproduce --learner`: trained and evaluated too
+        try:
+            _, pol, extra_curves[lname], extra_settings[lname] = _train(
+                rc, system, os.path.join(out, "checkpoints", common.checkpoint_name(f"{name}-{lname}")), progress, lname)
+        except ValueError as e:  # a learner that does not apply to this scenario: reported, not trained
+            skipped[lname] = str(e)
+            continue
+        extra.append(pol)
     lyap = _lyapunov_grid(rc, system)
-    pols = [*BASELINES, *lyap, learned]
+    pols = [*BASELINES, *lyap, learned, *extra]
     res = evaluate(system, pols, num_envs=rc.dyn_eval_envs, num_slots=rc.dyn_slots, seed=rc.seed + 2_000_003,
                    progress=progress, compiler_options=common.compiler_options(rc))
     S = res.summary
@@ -122,6 +129,9 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
 
     comparisons = {"greedy_vs_best_online": paired("greedy", best_online), "ppo_vs_greedy": paired("ppo", "greedy"),
                    "ppo_vs_best_lyapunov": paired("ppo", best_lyap), "greedy_vs_best_lyapunov": paired("greedy", best_lyap)}
+    learners = {p.name: {"vs_greedy": paired(p.name, "greedy"), "vs_best_lyapunov": paired(p.name, best_lyap),
+                         "settings": common.settings_dict(extra_settings[p.name]),
+                         "train_curve": extra_curves[p.name].tolist()} for p in extra}
     episode_rows = []
     series = {}
     for n in names:
@@ -145,8 +155,8 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
         "summary": {n: {k: S[n][k] for k in S[n] if isinstance(S[n][k], float)} for n in names},
         "series": series, "train_curve": curve.tolist(), "paired": comparisons, "best_lyapunov": best_lyap, "best_online": best_online,
         "v_grid": [[row[0], float(row[1]), float(row[2])] for row in v_rows], "bound": bound,
-        "ppo": {k: (list(v) if isinstance(v, tuple) else v) for k, v in learner.ppo.to_dict().items()},
-        "ppo_epochs": rc.dyn_epochs, "ppo_envs": rc.dyn_envs,
+        "ppo": common.settings_dict(ppo), "ppo_epochs": rc.dyn_epochs, "ppo_envs": rc.dyn_envs,
+        "learners": learners, "skipped": skipped,
     }
     from meqc_jax.plots import plot_dynamics_part
 
@@ -166,12 +176,18 @@ def report(name: str, d: dict, rc: ReproduceConfig) -> tuple[list[str], list[tup
                  "mean charge J |" if "mean_battery_j" in S["greedy"] else ""),
              "|---|---|---|---|" + ("---|" if "mean_cpu_wait_s" in S["greedy"] else "") + (
                  "---|" if "mean_battery_j" in S["greedy"] else "")]
-    shown = [*BASELINES, d["best_lyapunov"], "ppo"]
+    extra = d.get("learners", {})
+    shown = [*BASELINES, d["best_lyapunov"], "ppo", *extra]
     for n in shown:
         r = S[n]
         lines.append(f"| {n} | {r['mean_cost']:.1f} | {r['ci95']:.1f} | {100 * r['drop_share']:.1f} % | "
                      + (f"{r['mean_cpu_wait_s']:.1f} | " if "mean_cpu_wait_s" in r else "")
                      + (f"{r['mean_battery_j']:.2f} |" if "mean_battery_j" in r else ""))
+    for n, r in extra.items():
+        c = r["vs_best_lyapunov"]
+        lines.append(f"\n{n}: {100 * c['excess']:+.1f} % ± {100 * c['ci95']:.1f} % against {d['best_lyapunov']} "
+                     f"(paired over the instances), {100 * r['vs_greedy']['excess']:+.1f} % against greedy.")
+    lines += [f"\nNot trained here: {n} ({why})." for n, why in d.get("skipped", {}).items()]
     b = d["bound"]
     solved = b.get("solved_to_optimality", b["instances"])
     how = ("all solved to optimality" if solved >= b["instances"] else

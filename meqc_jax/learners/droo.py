@@ -41,8 +41,8 @@ from meqc_jax.baselines import Policy
 from meqc_jax.config import FieldChecker, SystemConfig, dataclass_to_dict
 from meqc_jax.cost import ModeOutcome, mode_table, num_modes, price_modes
 from meqc_jax.env import MEQCEnv
-from meqc_jax.learners.interface import Learner, compiled_chunk_program
-from meqc_jax.sharding import FAST_COMPILE, jit_options
+from meqc_jax.compilation import ProgramCache
+from meqc_jax.learners.interface import LearnerSpec, ScanLearner
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +95,7 @@ class DROOMetrics:
 STATE_BATCH_AXES = DROOState(params=1, opt_state=1, env_params=1, key=1, epoch=1)
 
 
-class DROOLearner(Learner):
+class DROOLearner(ScanLearner):
     name = "droo"
     metrics_type = DROOMetrics
 
@@ -114,9 +114,7 @@ class DROOLearner(Learner):
         self.uplink = system.contention_uplink
         self.net = JointModeLogits(num_users=self.U, num_modes=self.k, hidden=config.hidden)
         self.tx = optax.adam(config.lr)
-        self.init_program = jax.jit(jax.vmap(self.init), compiler_options=dict(FAST_COMPILE))  # runs once
-        self.chunk_program = jax.jit(self._train_chunk_batch, static_argnums=1, compiler_options=jit_options(None))
-        self.chunk_executables: dict = {}
+        self.build_programs()
 
     # ------------------------------------------------------------------ the search (one slot)
     def _table(self, env_state):
@@ -185,34 +183,12 @@ class DROOLearner(Learner):
                         epoch=state.epoch + 1)
         return new, DROOMetrics(cost=cost, argmax_cost=top, loss=loss, nonfinite=(~finite).astype(jnp.float32))
 
-    def train_chunk(self, state: DROOState, num_epochs: int):
-        return jax.lax.scan(self.epoch, state, None, length=num_epochs)
-
-    def _train_chunk_batch(self, states: DROOState, num_epochs: int):
-        return jax.vmap(lambda s: self.train_chunk(s, num_epochs))(states)
-
-    def __call__(self, key, env_params=None):
-        """Train from scratch for `epochs` epochs: (final state, metrics per epoch). Pure; vmappable."""
-        return self.train_chunk(self.init(key, env_params), self.epochs)
-
     # ------------------------------------------------------------------ the Learner interface, rest
-    def init_batch(self, keys, env_params):
-        return self.init_program(keys, env_params)
+    chunk_lower = "the slots per batch (num_envs), the candidates, or the runs trained at once"
 
-    def compiled_chunk(self, states: DROOState, num_epochs: int):
-        runs = int(np.shape(states.epoch)[0]) if np.ndim(states.epoch) else 1
-        return compiled_chunk_program(
-            self.chunk_executables, self.chunk_program, states, num_epochs,
-            f"DROO training of {runs} run(s) at U={self.U}, E={self.E} with {self.num_envs} slots x "
-            f"{self.config.candidates} candidates per batch", "the slots per batch (num_envs), the candidates, "
-            "or the runs trained at once",
-            floor=lambda: self.memory_floor(states))
-
-    def epochs_done(self, states: DROOState) -> int:
-        return int(np.asarray(states.epoch).reshape(-1)[0])
-
-    def acting_params(self, states: DROOState, run: int | None = None):
-        return states.params if run is None else jax.tree.map(lambda a: a[run], states.params)
+    def chunk_description(self, runs: int, num_epochs: int) -> str:
+        return (f"DROO training of {runs} run(s) at U={self.U}, E={self.E} with {self.num_envs} slots x "
+                f"{self.config.candidates} candidates per batch")
 
     def act(self, params, key, env_state, obs):
         """The searched action (server, phi, preferred) for one instance: the cheapest of the candidates."""
@@ -236,12 +212,16 @@ class DROOLearner(Learner):
 
 def make_train(system: SystemConfig, config: DROOConfig | None = None) -> DROOLearner:
     """The DROO learner for `system` (cached by the frozen configurations, so compiled programs are shared)."""
-    return _cached(system, DROOConfig() if config is None else config)
+    config = DROOConfig() if config is None else config
+    return _LEARNERS.get((system, config), lambda: DROOLearner(system, config))
 
 
-@functools.lru_cache(maxsize=8)
-def _cached(system, config) -> DROOLearner:
-    return DROOLearner(system, config)
+_LEARNERS = ProgramCache("DROO learners", maxsize=8)
+# named settings (`meqc train --learner droo --hparams NAME`): `swaps` also prices every one-device change of the
+# argmax joint mode, as the contention part of the reproduction trains it
+PRESETS = {"default": {}, "swaps": dict(swaps=True)}
+LEARNER = LearnerSpec("droo", make_train, DROOConfig, PRESETS, "default",
+                      "DROO-style search over joint modes under contention: learned candidates, priced by the model")
 
 
-__all__ = ["DROOConfig", "DROOLearner", "DROOMetrics", "DROOState", "make_train"]
+__all__ = ["LEARNER", "PRESETS", "DROOConfig", "DROOLearner", "DROOMetrics", "DROOState", "make_train"]

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax
 import numpy as np
 
 from meqc_jax.baselines import Policy
+from meqc_jax.compilation import ProgramCache
 from meqc_jax.env import MEQCEnv
 
 
@@ -67,8 +70,8 @@ class Learner(abc.ABC):
 
     @property
     def compiled_chunks(self) -> int:
-        """How many training programs this learner holds compiled (one per state layout and chunk length; for PPO
-        learners that share their programs, `PPOLearner.share_programs`, those compiled by any of them)."""
+        """How many training programs this learner holds compiled (one per state layout and chunk length; for
+        learners that share their programs, `ScanLearner.build_programs(twin=...)`, those compiled by any of them)."""
         return len(getattr(self, "chunk_executables", ()))  # (chunk length, state layout) -> executable
 
     @abc.abstractmethod
@@ -96,28 +99,155 @@ class Learner(abc.ABC):
         """A JSON-able description of the learner (its name, reward, critic, discount, ...)."""
 
 
-def compiled_chunk_program(cache: dict, program, states, num_epochs: int, what: str, lower: str, floor=None):
-    """`program(states, num_epochs)` (a jitted chunk of epochs over runs) compiled ahead of time, once per
-    state layout and chunk length (kept in `cache`), and refused before it ever runs when its memory plan
-    exceeds the device (`compilation.check_fits`: one line naming `what` was too large and what to lower).
-    `states` may be abstract (`jax.ShapeDtypeStruct`s with the shardings the real states will have: `loop.fit`
-    checks a training before it builds anything); `floor()` -> (bytes, what they count), a lower bound from
-    shapes alone (`Learner.memory_floor`), refuses an oversized chunk before it is even compiled."""
-    import jax
+@dataclasses.dataclass(frozen=True, eq=False)
+class LearnerSpec:
+    """What a learner's registry entry carries (`meqc_jax.learners.LEARNERS`): how to build the learner, the frozen
+    dataclass of its settings, and its named sets of settings. `meqc train --learner NAME --hparams PRESET --set
+    FIELD=VALUE` is `spec.make(system, spec.config(system, PRESET, FIELD=value))`.
 
+    `build(system, config)` returns the `Learner`; `config_class` is None for a learner without settings;
+    `presets` maps a name to field values over `config_class`'s defaults; `default_preset` is the preset used when
+    none is named, a name or a function of the SystemConfig (PPO: `lookahead` where state carries between slots);
+    `derive(values)` gives defaults that depend on the values given (a value given or preset wins).
+    """
+
+    name: str
+    build: Callable[..., Learner]
+    config_class: type | None = None
+    presets: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    default_preset: str | Callable[[Any], str] | None = None
+    summary: str = ""  # one line for --help and the docs
+    # defaults that depend on the other values (preset and overrides merged; PPO: the paper's epochs for the torso)
+    derive: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+
+    def fields(self) -> tuple[str, ...]:
+        """The settings `--set` may give (the config class's fields)."""
+        return () if self.config_class is None else tuple(f.name for f in dataclasses.fields(self.config_class))
+
+    def preset_for(self, system) -> str | None:
+        """The preset used for `system` when none is named."""
+        return self.default_preset(system) if callable(self.default_preset) else self.default_preset
+
+    def config(self, system, preset: str | None = None, **overrides):
+        """The learner's settings for `system`: `preset`'s values (default `preset_for(system)`) with `overrides`;
+        an unknown preset or field, or a value the config class refuses, is one ValueError line."""
+        if self.config_class is None:
+            if overrides or preset:
+                given = ", ".join([*([f"--hparams {preset}"] if preset else []), *map("--set {}=...".format, overrides)])
+                raise ValueError(f"learner {self.name!r} takes no settings: {given} is invalid")
+            return None
+        preset = self.preset_for(system) if preset is None else preset
+        if preset is not None and preset not in self.presets:
+            raise ValueError(f"learner {self.name!r}: --hparams={preset!r} is invalid: allowed one of "
+                             f"{', '.join(self.presets) or '(none: this learner has no presets)'}")
+        unknown = [k for k in overrides if k not in self.fields()]
+        if unknown:
+            raise ValueError(f"learner {self.name!r}: {self.config_class.__name__} has no field {unknown[0]!r}: "
+                             f"allowed {', '.join(self.fields())}")
+        given = {**self.presets.get(preset, {}), **overrides}
+        derived = {} if self.derive is None else self.derive(given)
+        return self.config_class(**{**given, **{k: v for k, v in derived.items() if k not in given}})
+
+    def make(self, system, config=None, **kw) -> Learner:
+        """The learner for `system` with `config` (None: its builder's default; `kw` go to the builder), checked
+        to be a `Learner`."""
+        learner = self.build(system, config, **kw)
+        if not isinstance(learner, Learner):
+            raise ValueError(f"learner {self.name!r}: its builder returned {type(learner).__name__}, not a "
+                             "meqc_jax.learners.Learner")
+        return learner
+
+
+def compiled_chunk_program(cache, program, states, num_epochs: int, what: str, lower: str, floor=None):
+    """`program(states, num_epochs)` (a jitted chunk of epochs over runs) compiled ahead of time, once per
+    state layout and chunk length (kept in `cache`: a `compilation.ProgramCache`, or a plain dict), and refused
+    before it ever runs when its memory plan exceeds the device (`compilation.check_fits`: one line naming `what`
+    was too large and what to lower). `states` may be abstract (`jax.ShapeDtypeStruct`s with the shardings the real
+    states will have: `loop.fit` checks a training before it builds anything); `floor()` -> (bytes, what they
+    count), a lower bound from shapes alone (`Learner.memory_floor`), refuses an oversized chunk before it is even
+    compiled. A refused program is not kept: the next call checks again."""
     from meqc_jax.compilation import check_fits, refuse_if_over
 
     leaves, tree = jax.tree.flatten(states)
     sig = (num_epochs, tree, tuple((x.shape, x.dtype, getattr(x, "sharding", None)) for x in leaves))
-    compiled = cache.get(sig)
-    if compiled is None:
+
+    def build():
         if floor is not None:
             need, basis = floor()
             refuse_if_over(need, what, lower, basis + ", from the shapes alone", at_least=True)
         compiled = program.lower(states, num_epochs).compile()
         check_fits(compiled, what, lower)
-        cache[sig] = compiled
-    return compiled
+        return compiled
+
+    if isinstance(cache, ProgramCache):
+        return cache.get(sig, build)
+    if sig not in cache:
+        cache[sig] = build()
+    return cache[sig]
+
+
+class ScanLearner(Learner):
+    """What PPO and DROO share: a training is `epoch(state) -> (state, metrics)` scanned over epochs
+    (`train_chunk`), vmapped over runs and jitted once (`chunk_program`), compiled per state layout and chunk
+    length and checked against the device (`compiled_chunk`, kept in a `ProgramCache`).
+
+    A subclass sets `epochs`, `num_envs` and `state_batch_axes`, implements `init`, `epoch`, `chunk_description`
+    and the acting half (`policy`, `sweep_policy`, ...), and calls `build_programs()` at the end of its
+    `__init__`. Its state has `params` (what it acts with) and `epoch` (epochs done) fields."""
+
+    chunk_lower = "the runs trained at once"  # what to lower when a training chunk does not fit
+
+    def build_programs(self, compiler_options=None, twin: ScanLearner | None = None) -> None:
+        """Jit the batched initialization and training chunk; with `twin`, run its programs instead (a learner
+        whose settings differ from `twin`'s only where no program reads them: they then compile once)."""
+        from meqc_jax.sharding import FAST_COMPILE, jit_options
+
+        if twin is not None:
+            self.init_program, self.chunk_program = twin.init_program, twin.chunk_program
+            self.chunk_executables = twin.chunk_executables
+            return
+        self.init_program = jax.jit(jax.vmap(self.init), compiler_options=dict(FAST_COMPILE))  # runs once
+        self.chunk_program = jax.jit(self._train_chunk_batch, static_argnums=1,
+                                     compiler_options=jit_options(compiler_options))
+        # (chunk length, abstract states) -> checked executable (`compiled_chunk`)
+        self.chunk_executables = ProgramCache(f"{type(self).__name__} training chunks")
+
+    @abc.abstractmethod
+    def epoch(self, state, _=None):
+        """One epoch of one run (pure): (state, metrics)."""
+
+    @abc.abstractmethod
+    def chunk_description(self, runs: int, num_epochs: int) -> str:
+        """What a training chunk of `runs` runs holds, for the one line that refuses it when it does not fit."""
+
+    def train_chunk(self, state, num_epochs: int):
+        """Advance `num_epochs` epochs: (state, metrics with leaves [num_epochs])."""
+        return jax.lax.scan(self.epoch, state, None, length=num_epochs)
+
+    def _train_chunk_batch(self, states, num_epochs: int):
+        return jax.vmap(lambda s: self.train_chunk(s, num_epochs))(states)
+
+    def __call__(self, key, env_params=None):
+        """Train from scratch for `epochs` epochs: (final state, metrics per epoch). Pure; vmappable (over keys,
+        and over `env_params` of a sweep)."""
+        return self.train_chunk(self.init(key, env_params), self.epochs)
+
+    def init_batch(self, keys, env_params):
+        return self.init_program(keys, env_params)
+
+    def compiled_chunk(self, states, num_epochs: int):
+        """`chunk_program` compiled ahead of time for these states (once per shape and chunk length) and checked
+        against the device's memory before it ever runs (`compilation.ProgramTooLarge`)."""
+        runs = int(np.shape(states.epoch)[0]) if np.ndim(states.epoch) else 1
+        return compiled_chunk_program(self.chunk_executables, self.chunk_program, states, num_epochs,
+                                      self.chunk_description(runs, num_epochs), self.chunk_lower,
+                                      floor=lambda: self.memory_floor(states))
+
+    def epochs_done(self, states) -> int:
+        return int(np.asarray(states.epoch).reshape(-1)[0])
+
+    def acting_params(self, states, run: int | None = None):
+        return states.params if run is None else jax.tree.map(lambda a: a[run], states.params)
 
 
 def metric_names(metrics) -> tuple[str, ...]:
@@ -130,4 +260,4 @@ def metrics_table(metrics) -> np.ndarray:
     return np.stack([np.asarray(getattr(metrics, n), dtype=np.float64) for n in metric_names(metrics)], axis=-1)
 
 
-__all__ = ["Learner", "compiled_chunk_program", "metric_names", "metrics_table"]
+__all__ = ["Learner", "LearnerSpec", "ScanLearner", "compiled_chunk_program", "metric_names", "metrics_table"]

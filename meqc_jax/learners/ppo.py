@@ -34,6 +34,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from meqc_jax import dynamics
 from meqc_jax.agents.distributions import deterministic_action, hybrid_entropy, hybrid_log_prob, sample_hybrid
 from meqc_jax.agents.networks import TORSOS, CentralCritic as CentralCriticNet, HybridActorCritic
 from meqc_jax.agents.vqc import BACKENDS as VQC_BACKENDS
@@ -41,14 +42,13 @@ from meqc_jax.baselines import Policy
 from meqc_jax.config import FieldChecker, SystemConfig, dataclass_to_dict
 from meqc_jax.env import REWARDS, EnvState, MEQCEnv, Reward, local_cost_scale
 from meqc_jax.learners import losses
-from meqc_jax.learners.interface import Learner, compiled_chunk_program
+from meqc_jax.compilation import ProgramCache
+from meqc_jax.learners.interface import LearnerSpec, ScanLearner
 from meqc_jax.slot_solver import lyapunov_function
-from meqc_jax.sharding import FAST_COMPILE, jit_options
 
 CRITICS = ("auto", "local", "central")
 ACTOR_INPUTS = ("own", "global")
 ACTOR_ORDERS = ("simultaneous", "sequential")
-HPARAM_SETS = ("project", "paper", "lookahead")
 # `lookahead`: the set measured under carried state (docs/learning.md "Looking ahead", MEQC-Queues-v0): a
 # discount, returns normalized by (1 - gamma), own cost plus half the others' (a queue is a commons), one
 # network for all devices, 32 environments, the step size annealed to 0, and devices acting in index order
@@ -56,6 +56,19 @@ HPARAM_SETS = ("project", "paper", "lookahead")
 # it PPO tied greedy in MEQC-Queues-v0; with it 7 % below in 200 epochs, 13 % in 400; benchmarks/tune_lookahead.py)
 LOOKAHEAD = dict(gamma=0.95, reward="mixed", reward_others=0.5, shared_params=True, hidden=(64, 64), lr=1e-3,
                  update_epochs=4, anneal_lr=True, normalize_returns=True, num_envs=32, actor_order="sequential")
+
+
+# The paper's epochs (Section V-B): 250 for the MLP learner, 125 for the VQC one; a training's default.
+PAPER_EPOCHS = {"mlp": 250, "vqc": 125}
+# The named hyperparameter sets (`PPOConfig.preset`, `meqc train --hparams`): field values over the defaults.
+# `paper`: the paper's discount 0.95 and shared reward -C; `project`: the defaults, measured best for the paper's
+# model; `lookahead`: measured for scenarios with dynamics (`LOOKAHEAD`).
+PRESETS = {
+    "project": dict(hparams="project"),
+    "paper": dict(hparams="paper", gamma=0.95, reward="shared", critic="local", normalize_returns=False),
+    "lookahead": dict(hparams="lookahead", **LOOKAHEAD),
+}
+HPARAM_SETS = tuple(PRESETS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,15 +155,9 @@ class PPOConfig:
     def preset(cls, hparams: str = "project", **overrides) -> PPOConfig:
         """The named hyperparameter set, with overrides. `paper`: discount 0.95, shared reward; `lookahead`:
         the set for scenarios with dynamics (`LOOKAHEAD`)."""
-        if hparams == "paper":
-            base = dict(gamma=0.95, reward="shared", critic="local", normalize_returns=False)
-        elif hparams == "project":
-            base = {}
-        elif hparams == "lookahead":
-            base = dict(LOOKAHEAD)
-        else:
+        if hparams not in PRESETS:
             raise ValueError(f"PPOConfig.hparams={hparams!r} is invalid: allowed one of " + ", ".join(HPARAM_SETS))
-        return cls(hparams=hparams, **{**base, **overrides})
+        return cls(**{**PRESETS[hparams], **overrides})
 
     @property
     def central_critic(self) -> bool:
@@ -395,18 +402,22 @@ class CentralCritic:
 
 
 # ---------------------------------------------------------------------------- the learner
-class PPOLearner(Learner):
+class PPOLearner(ScanLearner):
     """`make_train`'s result: `learner(key)` trains from scratch in one jitted function; the `Learner`
     interface (init / train_chunk / policy) serves the host loop."""
 
     name = "ppo"
     metrics_type = Metrics
 
+    chunk_lower = ("the envs (--envs), the slots per epoch (--slots-per-epoch), the users and servers (--users, "
+                   "--servers), or the seeds trained at once (--seeds)")
+
     def __init__(self, system: SystemConfig, ppo: PPOConfig, scale: float | None = None,
-                 compiler_options: tuple[tuple[str, object], ...] | None = None):
+                 compiler_options: tuple[tuple[str, object], ...] | None = None, twin: PPOLearner | None = None):
         """`scale` overrides the reward's normalization (default `env.local_cost_scale`);
         `compiler_options` (XLA options as (name, value) pairs) apply to the batched training
-        program; `FAST_COMPILE` trades run time for compile time (short runs, tests)."""
+        program; `FAST_COMPILE` trades run time for compile time (short runs, tests). With `twin` (a learner whose
+        configuration differs from this one's only where no program reads it) its programs run instead."""
         self.system, self.ppo = system, ppo
         self.U, self.E = system.num_users, system.num_servers
         self.T = system.slots_per_episode  # an epoch is one episode (paper: 500 slots)
@@ -434,10 +445,7 @@ class PPOLearner(Learner):
         # the networks' input width: the observation, the strategy's extras, and (sequential) the reservations
         self.obs_dim = self.env.obs_dim + self.agents.extra_inputs + (self.E if self.sequential else 0)
         # batched over runs (seeds, sweep points): used by `fit`, compiled once per learner and chunk
-        self.init_program = jax.jit(jax.vmap(self.init), compiler_options=dict(FAST_COMPILE))  # runs once
-        self.chunk_program = jax.jit(self._train_chunk_batch, static_argnums=1,
-                                     compiler_options=jit_options(compiler_options))
-        self.chunk_executables: dict = {}  # (chunk length, abstract states) -> checked executable (`compiled_chunk`)
+        self.build_programs(compiler_options, twin)
 
     # ------------------------------------------------------------------ networks over agents
     def apply(self, params, obs, critic: dict | None = None):
@@ -584,32 +592,9 @@ class PPOLearner(Learner):
                          key=jax.random.key_data(key), epoch=state.epoch + 1, critic=critic)
         return new, Metrics.of(stats, terms, (~finite).astype(float))
 
-    def train_chunk(self, state: TrainState, num_epochs: int):
-        """Advance `num_epochs` epochs: (state, Metrics with leaves [num_epochs])."""
-        return jax.lax.scan(self.epoch, state, None, length=num_epochs)
-
-    def _train_chunk_batch(self, states: TrainState, num_epochs: int):
-        return jax.vmap(lambda s: self.train_chunk(s, num_epochs))(states)
-
-    def __call__(self, key, env_params=None):
-        """Train from scratch for `ppo.epochs` epochs: (final state, Metrics per epoch). Pure; vmappable
-        (over keys, and over `env_params` of a sweep)."""
-        return self.train_chunk(self.init(key, env_params), self.ppo.epochs)
-
-    # ------------------------------------------------------------------ the Learner interface, rest
-    def init_batch(self, keys, env_params):
-        return self.init_program(keys, env_params)
-
-    def compiled_chunk(self, states: TrainState, num_epochs: int):
-        """`chunk_program` compiled ahead of time for these states (once per shape and chunk length)
-        and checked against the device's memory before it ever runs (`compilation.ProgramTooLarge`)."""
-        runs = int(np.shape(states.epoch)[0]) if np.ndim(states.epoch) else 1
-        return compiled_chunk_program(
-            self.chunk_executables, self.chunk_program, states, num_epochs,
-            f"training {runs} run(s) of U={self.U}, E={self.E} with {self.num_envs} envs x "
-            f"{self.T} slots per epoch ({num_epochs} epochs per call)",
-            "the envs (--envs), the slots per epoch (--slots-per-epoch), the users and servers (--users, "
-            "--servers), or the seeds trained at once (--seeds)", floor=lambda: self.memory_floor(states))
+    def chunk_description(self, runs: int, num_epochs: int) -> str:
+        return (f"training {runs} run(s) of U={self.U}, E={self.E} with {self.num_envs} envs x {self.T} slots per "
+                f"epoch ({num_epochs} epochs per call)")
 
     def memory_floor(self, states: TrainState) -> tuple[int, str]:
         """`Learner.memory_floor` plus an epoch's observations: the rollout keeps every slot's [N, U, D] observations
@@ -618,19 +603,6 @@ class PPOLearner(Learner):
 
         state, basis = super().memory_floor(states)
         return state + self.T * bytes_per_device(states.obs), basis + " and an epoch's observations"
-
-    def share_programs(self, twin: PPOLearner) -> None:
-        """Run `twin`'s jitted and compiled programs (initialization, training chunks) instead of compiling this
-        learner's own: for a twin whose configuration differs from this one's only where no program reads it
-        (`make_train`: the number of epochs, without an annealed step size)."""
-        self.init_program, self.chunk_program = twin.init_program, twin.chunk_program
-        self.chunk_executables = twin.chunk_executables
-
-    def epochs_done(self, states: TrainState) -> int:
-        return int(np.asarray(states.epoch).reshape(-1)[0])
-
-    def acting_params(self, states: TrainState, run: int | None = None):
-        return states.params if run is None else jax.tree.map(lambda a: a[run], states.params)
 
     def param_counts(self) -> dict:
         """Trainable parameters: per agent (both actor-critics), all agents, and the central critic."""
@@ -675,15 +647,30 @@ def make_train(system: SystemConfig, ppo: PPOConfig | None = None, scale: float 
                compiler_options: tuple[tuple[str, object], ...] | None = None) -> PPOLearner:
     """PureJaxRL-style entry point: `make_train(system, ppo)(key)` runs a whole training in one jit.
     Learners are cached by their (frozen) configurations, so repeated calls share compiled programs."""
-    return _cached_learner(system, PPOConfig() if ppo is None else ppo, scale, compiler_options)
+    ppo = PPOConfig() if ppo is None else ppo
+    return _LEARNERS.get((system, ppo, scale, compiler_options), lambda: _build(system, ppo, scale, compiler_options))
 
 
-@functools.lru_cache(maxsize=16)
-def _cached_learner(system, ppo, scale, compiler_options) -> PPOLearner:
-    learner = PPOLearner(system, ppo, scale, compiler_options)
+def _build(system, ppo, scale, compiler_options) -> PPOLearner:
+    twin = None
     if not ppo.anneal_lr and ppo.epochs != 1:
         # A run's length enters no program unless the step size anneals over it: learners that differ only in
         # `epochs` share one set of compiled programs (the quick reproduction's 20-epoch Fig. 4 MLP and its
         # 10-epoch sweeps at the same size: the sweeps then neither trace nor compile their training again).
-        learner.share_programs(_cached_learner(system, dataclasses.replace(ppo, epochs=1), scale, compiler_options))
-    return learner
+        twin = make_train(system, dataclasses.replace(ppo, epochs=1), scale, compiler_options)
+    return PPOLearner(system, ppo, scale, compiler_options, twin)
+
+
+_LEARNERS = ProgramCache("PPO learners", maxsize=16)  # by (system, ppo, scale, compiler options)
+
+
+def default_hparams(system: SystemConfig) -> str:
+    """The preset a training of `system` starts from: `lookahead` where state carries between slots (a discount
+    > 0 is needed there), else `project`."""
+    return "lookahead" if dynamics.carries_state(system) else "project"
+
+
+# the registry entry (`meqc_jax.learners.LEARNERS["ppo"]`)
+LEARNER = LearnerSpec("ppo", make_train, PPOConfig, PRESETS, default_hparams,
+                      "hybrid multi-agent PPO of the paper (Section IV): MLP or VQC torso, decentralized execution",
+                      derive=lambda given: {"epochs": PAPER_EPOCHS[given.get("torso", "mlp")]})
