@@ -53,7 +53,12 @@ def _range_text(lo, hi, lo_open: bool) -> str:
 def dataclass_to_dict(obj) -> dict:
     """A frozen configuration dataclass as a plain JSON-serialisable dict (tuples become lists);
     shared by SystemConfig, PPOConfig and ReproduceConfig."""
-    return {f.name: (list(v) if isinstance(v := getattr(obj, f.name), tuple) else v) for f in dataclasses.fields(obj)}
+    def plain(v):
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return dataclass_to_dict(v)  # nested settings (ReproduceConfig's per-part ones)
+        return list(v) if isinstance(v, tuple) else v
+
+    return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
 
 
 def field_types(cls) -> dict:

@@ -93,13 +93,14 @@ def tiny_reproduce(tmp_path_factory):
     """One `reproduce` of every figure on tiny settings, shared by the tests that need its output; in two
     worker processes (the CLI's default on a CPU), which also halves its compile-bound wall time."""
     from meqc_jax.experiments import DEFAULT_PARTS, ReproduceConfig, reproduce
+    from meqc_jax.experiments.settings import DynamicsSettings, MapSettings
 
     tiny = dict(epochs_mlp=3, epochs_vqc=3, epochs_sweep=3, epochs_large=3, envs=2, slots_per_epoch=10, minibatches=2,
                 update_epochs=2, chunk=3, eval_envs=3,
                 eval_slots=3, sizes=(3, 3, 3), f_edge_ghz=(5.0, 30.0), phys_qubits=(1000, 20000),
-                t1_ms=(0.1, 1000.0), map_t1_ms=(0.1, 10.0), map_lam_d=(0.1, 0.9), map_envs=2, map_slots=2,
-                dyn_size=3, dyn_epochs=2, dyn_envs=2, dyn_slots=10, dyn_eval_envs=2, dyn_minibatches=2, dyn_v=(1.0, 10.0),
-                dyn_small=2, dyn_horizon=2, dyn_warmup=2, dyn_bound_instances=2,
+                t1_ms=(0.1, 1000.0), qpu_map=MapSettings.quick(t1_ms=(0.1, 10.0), lam_d=(0.1, 0.9), envs=2, slots=2),
+                dynamics=DynamicsSettings.quick(size=3, epochs=2, envs=2, slots=10, eval_envs=2, minibatches=2,
+                                                v=(1.0, 10.0), small=2, horizon=2, warmup=2, bound_instances=2),
                 # a user's learner by module path (tests/split_bandit.py), and one that does not apply there
                 learners=("split_bandit:SplitBandit", "droo"))
     out = str(tmp_path_factory.mktemp("reproduce"))

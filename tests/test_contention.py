@@ -216,11 +216,12 @@ def test_the_contention_part_writes_its_files_and_judges_issue_14s_bars(tmp_path
     from meqc_jax.experiments import ReproduceConfig, run_part
     from meqc_jax.experiments.common import compiler_options as common_options
     from meqc_jax.experiments.contention import LEARNERS, report
+    from meqc_jax.experiments.settings import ContentionSettings
 
     # one shape throughout (U = E = 2), so that every evaluation after the first reuses its programs
-    rc = ReproduceConfig.quick(con_servers=2, con_users=(2,), con_learn_users=2, con_size=2, con_epochs=2,
-                               con_envs=2, con_slots=4, con_eval_envs=2, con_eval_slots=3, con_br_slots=8,
-                               con_learners=("mappo", "droo"), con_droo_epochs=1, con_minibatches=2, chunk=2)
+    rc = ReproduceConfig.quick(contention=ContentionSettings.quick(
+        servers=2, users=(2,), learn_users=2, size=2, epochs=2, envs=2, slots=4, eval_envs=2, eval_slots=3, br_slots=8,
+        learners=("mappo", "droo"), droo_epochs=1, minibatches=2), chunk=2)
     out = str(tmp_path)
     d = run_part("contention", rc, out)
     for name in ("contention.png", "contention_load.csv", "contention_learners.csv", "contention.json"):
@@ -237,8 +238,8 @@ def test_the_contention_part_writes_its_files_and_judges_issue_14s_bars(tmp_path
     # sees the same slots (common random numbers), which this checks
     from meqc_jax.experiments.contention import EVAL_SEED_OFFSET, SCENARIO
 
-    again = evaluate(scenarios.scenario_config(SCENARIO, num_users=2, num_servers=2, slots_per_episode=rc.con_slots),
-                     ("greedy",), num_envs=rc.con_eval_envs, num_slots=rc.con_eval_slots,
+    again = evaluate(scenarios.scenario_config(SCENARIO, num_users=2, num_servers=2, slots_per_episode=rc.contention.slots),
+                     ("greedy",), num_envs=rc.contention.eval_envs, num_slots=rc.contention.eval_slots,
                      seed=rc.seed + EVAL_SEED_OFFSET, compiler_options=common_options(rc))
     assert again.summary["greedy"]["mean_cost"] == d["load"][0]["mean_cost"]["greedy"]
     lines, claims = report("contention", d, rc)

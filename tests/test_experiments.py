@@ -82,7 +82,7 @@ def test_the_dynamics_part_compares_every_policy_with_the_clairvoyant_bound(tiny
     for name, row in d["summary"].items():
         assert np.isfinite(row["mean_cost"]) and 0 <= row["drop_share"] <= 1, name
         assert 0 <= row["mean_battery_j"] <= 20.0 + 1e-6 and row["mean_cpu_wait_s"] >= 0
-    assert len(d["series"]["greedy"]["cost"]) == rc.dyn_slots
+    assert len(d["series"]["greedy"]["cost"]) == rc.dynamics.slots
     # the clairvoyant value bounds every online policy from below on the same draws
     for name, gap in d["bound"]["gap"].items():
         assert gap >= 1 - 1e-6, name
@@ -99,11 +99,31 @@ def test_a_learner_of_your_own_is_trained_and_reported_by_reproduce(tiny_run):
     name = "split_bandit:SplitBandit"
     assert name in d["summary"] and np.isfinite(d["summary"][name]["mean_cost"])
     mine = d["learners"][name]
-    assert mine["settings"] == {"epochs": rc.dyn_epochs, "num_envs": rc.dyn_envs}
-    assert len(mine["train_curve"]) == rc.dyn_epochs and np.isfinite(mine["vs_best_lyapunov"]["excess"])
+    assert mine["settings"] == {"epochs": rc.dynamics.epochs, "num_envs": rc.dynamics.envs}
+    assert len(mine["train_curve"]) == rc.dynamics.epochs and np.isfinite(mine["vs_best_lyapunov"]["excess"])
     assert "droo" in d["skipped"] and "contention" in d["skipped"]["droo"]
     report = open(os.path.join(out, "report.md")).read()
     assert f"| {name} |" in report and f"{name}: " in report and "Not trained here: droo" in report
+
+
+def test_each_part_family_owns_its_settings_with_quick_and_full_presets():
+    from meqc_jax.experiments.settings import ContentionSettings, DynamicsSettings, MapSettings
+
+    full, quick = ReproduceConfig(), ReproduceConfig.quick()
+    for name, kind in (("dynamics", DynamicsSettings), ("contention", ContentionSettings), ("qpu_map", MapSettings)):
+        assert getattr(full, name) == kind() and getattr(quick, name) == kind.quick()
+        assert kind.quick() != kind()  # the quick preset is smaller
+    assert quick.dynamics.epochs == 20 and full.dynamics.epochs == 400 and quick.contention.users == (3, 6, 9)
+    # a nested part's settings are saved with the reproduction's (reproduce_config.json)
+    d = quick.to_dict()
+    assert d["dynamics"]["v"] == [0.3, 3.0, 30.0] and d["contention"]["learners"][-1] == "droo"
+    for make, words in [(lambda: DynamicsSettings(warmup=20, horizon=10, slots=25), "DynamicsSettings.horizon="),
+                        (lambda: ContentionSettings(learners=("nope",)), "ContentionSettings.learners="),
+                        (lambda: MapSettings(envs=0), "MapSettings.envs="),
+                        (lambda: ReproduceConfig(dynamics=dict(epochs=3)), "ReproduceConfig.dynamics=")]:
+        with pytest.raises(ValueError, match=words) as e:
+            make()
+        assert "\n" not in str(e.value)
 
 
 def test_config_validation_and_convergence_measure():

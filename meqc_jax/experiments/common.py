@@ -1,4 +1,5 @@
-"""What every part of a reproduction shares: its settings, the system it runs on, and training.
+"""What every part of a reproduction shares: its settings (the figures' own here; each family of parts' in
+`experiments/settings.py`, one field each), the system it runs on, and training.
 
 `ReproduceConfig` is jax-free (the CLI validates it before anything heavy is imported); the
 helpers below train through the learner interface only (`meqc_jax.learners`, `meqc_jax.loop`).
@@ -11,39 +12,12 @@ import dataclasses
 import numpy as np
 
 from meqc_jax.config import FieldChecker, SystemConfig, dataclass_to_dict
+from meqc_jax.experiments.settings import ContentionSettings, DynamicsSettings, MapSettings, PartLearner
 from meqc_jax.learners.ppo import PAPER_EPOCHS
 from meqc_jax.scenarios import DEFAULT_SCENARIO, SCENARIOS, scenario_config
 
 PRESETS = ("balanced", "delay", "energy")
 TRAINING_PARTS = ("fig4", "fig5", "fig6")
-
-
-@dataclasses.dataclass(frozen=True)
-class PartLearner:
-    """A learner a part trains, through the learner registry (`meqc_jax.learners.learner_spec`): its registered
-    name (or entry point, or module path), its preset, settings over it, and which `ReproduceConfig` field gives its
-    epochs (the part's sizes fill the settings' `num_envs` and `num_minibatches` where those fields exist)."""
-
-    learner: str
-    preset: str | None = None
-    settings: tuple[tuple[str, object], ...] = ()
-    epochs_field: str = "con_epochs"
-
-
-# the contention part's learners (experiments/contention.py), on the project's PPO preset (discount 0: nothing
-# carries between slots there) unless named otherwise
-CONTENTION_LEARNERS = {
-    "ppo_own": PartLearner("ppo", "project", (("reward", "own"),)),  # independent actors, each on its own cost
-    # independent actors on -C, a centralized critic
-    "ppo_shared": PartLearner("ppo", "project", (("reward", "shared"), ("critic", "central"))),
-    # + one actor shared with an agent id
-    "mappo": PartLearner("ppo", "project", (("reward", "shared"), ("critic", "central"), ("shared_params", True))),
-    # MAPPO whose devices act in index order, each seeing the earlier ones' server choices (PPOConfig.actor_order)
-    "mappo_seq": PartLearner("ppo", "project", (("reward", "shared"), ("critic", "central"), ("shared_params", True),
-                                                ("actor_order", "sequential"))),
-    # not PPO: DROO's learned candidate joint modes, the cheapest played as the model prices it (learners.droo)
-    "droo": PartLearner("droo", "swaps", (("candidates", 64),), epochs_field="con_droo_epochs"),
-}
 
 
 def part_learner(system: SystemConfig, choice: PartLearner, epochs: int, envs: int, minibatches: int | None = None):
@@ -123,41 +97,13 @@ class ReproduceConfig:
     f_edge_ghz: tuple[float, ...] = (5.0, 10.0, 15.0, 20.0, 25.0, 30.0)  # Fig. 7
     phys_qubits: tuple[int, ...] = (1000, 2000, 5000, 10000, 15000, 20000)  # Fig. 8
     t1_ms: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)  # Fig. 9
-    map_t1_ms: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0, 10000.0)  # Fig. 10
-    map_lam_d: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)  # Fig. 10 (lam_e = 1 - lam_d)
-    map_envs: int = 50
-    map_slots: int = 20
     fast_compile: bool = False  # evaluations without LLVM optimizations (~3x faster compiles), trainings at its level 1
     quick_mode: bool = False
     scenario: str = DEFAULT_SCENARIO  # the registered scenario every part starts from (meqc_jax.scenarios)
-    # --- the dynamics parts (experiments/sustainable.py: queues, battery, drift, sustainable) ---
-    dyn_size: int = 10  # U = E of the trained learner and the episode comparison (dynamics-spec: 10)
-    dyn_epochs: int = 400  # PPO epochs (each one episode of dyn_slots slots x dyn_envs environments)
-    dyn_envs: int = 32
-    dyn_slots: int = 500  # the episode length (dynamics-spec: T = 500)
-    dyn_eval_envs: int = 64  # instances x one whole episode, per policy, on its own trajectory
-    dyn_minibatches: int = 8  # PPO minibatches per pass of the dynamics parts (a divisor of dyn_slots x dyn_envs is used)
-    dyn_v: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # drift-plus-penalty's V grid
-    dyn_theta: tuple[float, ...] = (0.5, 1.0)  # LODCO's theta as a share of the battery capacity (with a battery)
-    dyn_small: int = 3  # U = E of the clairvoyant comparison
-    dyn_horizon: int = 10  # its horizon H (slots)
-    dyn_warmup: int = 20  # greedy slots before the horizon starts (a carry that is not the reset's)
-    dyn_bound_instances: int = 20
-    dyn_bound_seconds: float = 20.0  # HiGHS's time per horizon MIP; past it the proven lower bound is used
-    # --- the contention part (experiments/contention.py, dynamics-spec section 8) ---
-    con_servers: int = 3  # E of the load sweep and of the small learner comparison
-    con_users: tuple[int, ...] = (3, 6, 9, 12)  # U of the load sweep: 1 to 4 users per server
-    con_learn_users: int = 6  # U of the small learner comparison (issue 14: U = 6, E = 3)
-    con_size: int = 10  # U = E of the large learner comparison
-    con_epochs: int = 300  # PPO epochs, each of con_slots slots x con_envs environments
-    con_envs: int = 64
-    con_slots: int = 100
-    con_minibatches: int = 8  # PPO minibatches per pass of the contention learners (a divisor of con_slots x con_envs is used)
-    con_eval_envs: int = 100  # held-out instances x con_eval_slots slots, every policy on the same ones
-    con_eval_slots: int = 100
-    con_br_slots: int = 1024  # fresh slots on which best response's convergence is recorded
-    con_learners: tuple[str, ...] = ("ppo_own", "ppo_shared", "mappo", "mappo_seq", "droo")  # CONTENTION_LEARNERS to train
-    con_droo_epochs: int = 40  # DROO's epochs, each con_slots batches of con_envs fresh slots
+    # the settings each family of parts owns (experiments/settings.py), each with its quick preset
+    qpu_map: MapSettings = MapSettings()  # Fig. 10 (experiments/qpu_map.py)
+    dynamics: DynamicsSettings = DynamicsSettings()  # queues, battery, drift, sustainable (experiments/sustainable.py)
+    contention: ContentionSettings = ContentionSettings()  # the contention part (experiments/contention.py)
     # learners the dynamics and contention parts train too (`meqc reproduce --learner`): registered names, installed
     # entry points or module.path:attribute, each at its default preset with the part's epochs and environments
     learners: tuple[str, ...] = ()
@@ -166,7 +112,7 @@ class ReproduceConfig:
         c = FieldChecker(self, "ReproduceConfig")
         for name, hi in (("seeds", 100), ("epochs_mlp", 10**5), ("epochs_vqc", 10**5), ("envs", 2**16),
                          ("slots_per_epoch", 10**5), ("minibatches", 2**16), ("chunk", 10**5),
-                         ("eval_envs", 10**5), ("eval_slots", 10**6), ("map_envs", 10**5), ("map_slots", 10**5)):
+                         ("eval_envs", 10**5), ("eval_slots", 10**6)):
             c.integer(name, 1, hi)
         c.integer("seed", 0, 2**31 - 1)
         for name in ("epochs_sweep", "epochs_large"):
@@ -179,8 +125,6 @@ class ReproduceConfig:
         c.values("f_edge_ghz", 1e-3, 1e4)
         c.values("phys_qubits", 0, 2**31 - 2, integral=True, lo_open=False)
         c.values("t1_ms", 1e-9, 1e6)
-        c.values("map_t1_ms", 1e-9, 1e6)
-        c.values("map_lam_d", 0.0, 1.0, lo_open=False)
         c.check("vqc_figures", isinstance(self.vqc_figures, tuple) and set(self.vqc_figures) <= set(TRAINING_PARTS),
                 "a tuple of the training figures fig4, fig5, fig6")
         c.choice("fast_compile", (False, True))
@@ -191,26 +135,8 @@ class ReproduceConfig:
         c.integer("eval_random_factor", 1, 1000)
         c.integer("eval_learned_factor", 1, 1000)
         c.choice("scenario", tuple(SCENARIOS))
-        for name, hi in (("dyn_epochs", 10**5), ("dyn_envs", 2**16), ("dyn_slots", 10**5), ("dyn_eval_envs", 10**5),
-                         ("dyn_minibatches", 2**16), ("dyn_small", 8), ("dyn_size", 1000), ("dyn_horizon", 100), ("dyn_bound_instances", 10**4)):
-            c.integer(name, 1, hi)
-        c.integer("dyn_warmup", 0, 10**5)
-        for name, hi in (("con_servers", 8), ("con_learn_users", 14), ("con_size", 14), ("con_epochs", 10**5),
-                         ("con_envs", 2**16), ("con_slots", 10**5), ("con_eval_envs", 10**5), ("con_eval_slots", 10**5),
-                         ("con_minibatches", 2**16), ("con_br_slots", 10**6), ("con_droo_epochs", 10**5)):
-            c.integer(name, 1, hi)
-        c.values("con_users", 1, 14, integral=True)
-        c.check("con_learners", isinstance(self.con_learners, tuple) and len(self.con_learners) > 0
-                and set(self.con_learners) <= set(CONTENTION_LEARNERS), "a non-empty tuple of " + ", ".join(CONTENTION_LEARNERS))
-        c.check("learners", isinstance(self.learners, tuple) and all(isinstance(n, str) and n.strip() for n in
-                                                                      self.learners),
-                "a tuple of learner names or module.path:attribute specs (meqc_jax.learners)")
-        c.values("dyn_v", 1e-6, 1e6)
-        c.real("dyn_bound_seconds", 0.0, 1e5)
-        c.values("dyn_theta", 0.0, 10.0, lo_open=False)
-        if self.dyn_warmup + self.dyn_horizon > self.dyn_slots:
-            c.fail("dyn_horizon", f"at most dyn_slots - dyn_warmup = {self.dyn_slots - self.dyn_warmup} (the bound's "
-                   "horizon stays inside one episode)")
+        for name, kind in (("qpu_map", MapSettings), ("dynamics", DynamicsSettings), ("contention", ContentionSettings)):
+            c.check(name, isinstance(getattr(self, name), kind), f"a {kind.__name__} (experiments.settings)")
         if (self.envs * self.slots_per_epoch) % self.minibatches:
             c.fail("minibatches", f"a divisor of envs x slots_per_epoch = {self.envs * self.slots_per_epoch}")
 
@@ -230,12 +156,8 @@ class ReproduceConfig:
                     chunk=5, eval_envs=4096, eval_slots=1, eval_same_user_slots=True, eval_random_factor=4, eval_learned_factor=2,
                     oracle_lp_first=True,
                     f_edge_ghz=(5.0, 15.0, 30.0), phys_qubits=(1000, 5000, 20000),
-                    t1_ms=(0.1, 10.0, 1000.0), map_t1_ms=(0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0),
-                    map_lam_d=(0.1, 0.5, 0.9), map_envs=8, map_slots=4, vqc_figures=("fig4",), fast_compile=True,
-                    quick_mode=True, dyn_epochs=20, dyn_envs=8, dyn_slots=100, dyn_eval_envs=16,
-                    dyn_v=(0.3, 3.0, 30.0), dyn_theta=(1.0,), dyn_horizon=5, dyn_warmup=10, dyn_bound_instances=4,
-                    con_users=(3, 6, 9), con_epochs=30, con_droo_epochs=5, con_envs=32, con_slots=50, con_eval_envs=64,
-                    con_eval_slots=10, con_br_slots=256)
+                    t1_ms=(0.1, 10.0, 1000.0), vqc_figures=("fig4",), fast_compile=True, quick_mode=True,
+                    qpu_map=MapSettings.quick(), dynamics=DynamicsSettings.quick(), contention=ContentionSettings.quick())
         return cls(**{**base, **overrides})
 
     def to_dict(self) -> dict:

@@ -3,14 +3,14 @@
 Three questions, every policy on the same slots (common random numbers):
 
 * what load costs: cost per slot of every baseline, best-response dynamics and the exact optimum
-  (`joint_optimum`, the subset DP) as the users per server grow (U = `con_users` on E = `con_servers`);
+  (`joint_optimum`, the subset DP) as the users per server grow (U = `contention.users` on E = `contention.servers`);
 * the price of anarchy: best-response dynamics' cost over the optimum (and the sequential greedy's)
   vs the load, with how often best response converged and in how many rounds;
 * the learners' gap to the optimum: independent PPO on its own cost, independent PPO on the shared
   cost with a centralized critic, MAPPO (one actor shared by the devices with an agent id, a
   centralized critic, the shared cost), and MAPPO whose devices act in index order, each seeing the
-  earlier ones' server choices (`PPOConfig.actor_order = "sequential"`), at U = `con_learn_users` on
-  `con_servers` servers and at U = E = `con_size`.
+  earlier ones' server choices (`PPOConfig.actor_order = "sequential"`), at U = `contention.learn_users` on
+  `contention.servers` servers and at U = E = `contention.size` (`ReproduceConfig.contention`).
 
 Writes `contention_load.csv` (cost per policy and load), `contention_learners.csv` (learners against
 the yardsticks per size) and `contention.png`.
@@ -28,27 +28,28 @@ from meqc_jax.env import MEQCEnv
 from meqc_jax.evaluate import evaluate, paired_comparison
 from meqc_jax.experiments import common
 from meqc_jax.experiments.common import ReproduceConfig
+from meqc_jax.experiments.settings import CONTENTION_LEARNERS, PartLearner
 from meqc_jax.io import atomic_write_csv
 from meqc_jax.scenarios import scenario_config
 
 SCENARIO = "MEQC-Contended-v0"
 YARDSTICKS = ("local", "random_offloading", "greedy", "best_response", "joint_optimum")
-LEARNERS = common.CONTENTION_LEARNERS  # the learners compared, by name: a learner, its preset and settings
+LEARNERS = CONTENTION_LEARNERS  # the learners compared, by name: a learner, its preset and settings
 
 
 def _system(rc: ReproduceConfig, users: int, servers: int):
-    return scenario_config(SCENARIO, num_users=users, num_servers=servers, slots_per_episode=rc.con_slots)
+    return scenario_config(SCENARIO, num_users=users, num_servers=servers, slots_per_episode=rc.contention.slots)
 
 
 def _train(rc: ReproduceConfig, system, name: str, ckpt: str, progress: bool):
     """The policy `name` learns (a `LEARNERS` entry, or a learner of `rc.learners` at its default preset) and its
-    training curve; a DROO epoch is con_slots batches of con_envs fresh slots, a PPO one con_slots slots x con_envs
+    training curve; a DROO epoch is `slots` batches of `envs` fresh slots, a PPO one `slots` slots x `envs`
     environments."""
     from meqc_jax.loop import fit
 
-    choice = LEARNERS.get(name, common.PartLearner(name))
-    learner, settings = common.part_learner(system, choice, getattr(rc, choice.epochs_field), rc.con_envs,
-                                            rc.con_minibatches)
+    choice = LEARNERS.get(name, PartLearner(name))
+    learner, settings = common.part_learner(system, choice, getattr(rc.contention, choice.epochs_field), rc.contention.envs,
+                                            rc.contention.minibatches)
     epochs = learner.epochs
     chunk = max(c for c in range(1, min(rc.chunk, epochs) + 1) if epochs % c == 0)
     state, metrics = fit(learner, [rc.seed], chunk=chunk, ckpt_dir=ckpt, progress=progress)
@@ -62,13 +63,13 @@ def _paired_ratio(per_slot: dict, a: str, b: str) -> dict:
 
 
 def _best_response_stats(rc: ReproduceConfig, system) -> dict:
-    """How best-response dynamics ends on `con_br_slots` fresh slots: converged share and rounds."""
+    """How best-response dynamics ends on `contention.br_slots` fresh slots: converged share and rounds."""
     env = MEQCEnv(system)
-    _, states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(rc.seed + 41), rc.con_br_slots))
+    _, states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(rc.seed + 41), rc.contention.br_slots))
     br = jax.jit(jax.vmap(lambda s: joint.best_response(system, s)))(states)
     rounds = np.asarray(br.rounds)
     return {"converged_share": float(np.mean(np.asarray(br.converged))), "mean_rounds": float(rounds.mean()),
-            "max_rounds": int(rounds.max()), "slots": rc.con_br_slots}
+            "max_rounds": int(rounds.max()), "slots": rc.contention.br_slots}
 
 
 EVAL_SEED_OFFSET = 5_000_011
@@ -78,14 +79,14 @@ def _evaluate(rc: ReproduceConfig, system, policies, progress: bool):
     """Every policy on the part's held-out slots of `system`: one seed for the whole part, and every policy
     on its own trajectory with common random numbers, so that policies evaluated in separate calls (the
     yardsticks of the load sweep, the learners later) are still paired slot for slot."""
-    return evaluate(system, list(policies), num_envs=rc.con_eval_envs, num_slots=rc.con_eval_slots,
+    return evaluate(system, list(policies), num_envs=rc.contention.eval_envs, num_slots=rc.contention.eval_slots,
                     seed=rc.seed + EVAL_SEED_OFFSET, progress=progress, compiler_options=common.compiler_options(rc))
 
 
 def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
-    E = rc.con_servers
+    E = rc.contention.servers
     load, yardsticks = [], {}  # yardsticks: (U, E) -> (per_slot, summary) of YARDSTICKS, reused by the learners
-    for U in rc.con_users:
+    for U in rc.contention.users:
         system = _system(rc, U, E)
         res = _evaluate(rc, system, YARDSTICKS, progress)
         yardsticks[(U, E)] = (res.per_slot, res.summary)
@@ -101,8 +102,8 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
                        f"{r['over_optimum'][p]['ratio']:.6g}", f"{r['over_optimum'][p]['ci95']:.6g}"]
                       for r in load for p in YARDSTICKS])
     learners, skipped, settings = [], {}, {}
-    trained = [*rc.con_learners, *(n for n in rc.learners if n not in rc.con_learners)]
-    for U, servers in ((rc.con_learn_users, E), (rc.con_size, rc.con_size)):
+    trained = [*rc.contention.learners, *(n for n in rc.learners if n not in rc.contention.learners)]
+    for U, servers in ((rc.contention.learn_users, E), (rc.contention.size, rc.contention.size)):
         system = _system(rc, U, servers)
         pols, curves = [], {}
         for lname in trained:
@@ -132,9 +133,9 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
                      [[r["users"], r["servers"], p, f"{r['mean_cost'][p]:.6g}", f"{r['ci95'][p]:.6g}",
                        f"{r['over_optimum'][p]['ratio']:.6g}", f"{r['over_optimum'][p]['ci95']:.6g}"]
                       for r in learners for p in r["mean_cost"]])
-    data = {"scenario": SCENARIO, "load": load, "learners": learners, "eval_envs": rc.con_eval_envs,
-            "eval_slots": rc.con_eval_slots, "epochs": rc.con_epochs, "envs": rc.con_envs, "slots": rc.con_slots,
-            "droo_epochs": rc.con_droo_epochs, "skipped": skipped,
+    data = {"scenario": SCENARIO, "load": load, "learners": learners, "eval_envs": rc.contention.eval_envs,
+            "eval_slots": rc.contention.eval_slots, "epochs": rc.contention.epochs, "envs": rc.contention.envs, "slots": rc.contention.slots,
+            "droo_epochs": rc.contention.droo_epochs, "skipped": skipped,
             "learner_settings": {n: common.settings_dict(c) for n, c in settings.items()}}
     from meqc_jax.plots import plot_contention_part
 

@@ -17,18 +17,18 @@ from meqc_jax.io import atomic_write_csv
 def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
     """The oracle's share of users served by a QPU over qubit lifetime x latency weight, for both
     energy models (one evaluation per model, the grid as traced EnvParams); CSV and PNG."""
-    rows, data = [], {"t1_ms": list(rc.map_t1_ms), "lam_d": list(rc.map_lam_d), "models": {}}
+    rows, data = [], {"t1_ms": list(rc.qpu_map.t1_ms), "lam_d": list(rc.qpu_map.lam_d), "models": {}}
     for model in ("paper", "power_time"):
-        system = common.system(rc, 10, slots=rc.map_slots, energy_model=model)
+        system = common.system(rc, 10, slots=rc.qpu_map.slots, energy_model=model)
         env = MEQCEnv(system)
-        grid = [(t, ld) for ld in rc.map_lam_d for t in rc.map_t1_ms]
+        grid = [(t, ld) for ld in rc.qpu_map.lam_d for t in rc.qpu_map.t1_ms]
         params = MEQCEnv.stack_params([env.params_for(system.replace(t1_ms=float(t), lam_d=float(ld),
                                                                      lam_e=float(1.0 - ld))) for t, ld in grid])
-        res = evaluate(system, ["oracle"], num_envs=rc.map_envs, num_slots=rc.map_slots, seed=rc.seed + 7,
+        res = evaluate(system, ["oracle"], num_envs=rc.qpu_map.envs, num_slots=rc.qpu_map.slots, seed=rc.seed + 7,
                        progress=progress, env_params=params, compiler_options=common.compiler_options(rc))
-        share = np.array([p["oracle"]["qpu_offload_share"] for p in res.points]).reshape(len(rc.map_lam_d), -1)
-        held = np.array([p["oracle"]["quantum_share"] for p in res.points]).reshape(len(rc.map_lam_d), -1)
-        feas = np.array([p["oracle"]["feasible_share"] for p in res.points]).reshape(len(rc.map_lam_d), -1)
+        share = np.array([p["oracle"]["qpu_offload_share"] for p in res.points]).reshape(len(rc.qpu_map.lam_d), -1)
+        held = np.array([p["oracle"]["quantum_share"] for p in res.points]).reshape(len(rc.qpu_map.lam_d), -1)
+        feas = np.array([p["oracle"]["feasible_share"] for p in res.points]).reshape(len(rc.qpu_map.lam_d), -1)
         data["models"][model] = {"qpu_share": share.tolist(), "qpu_held_share": held.tolist(),
                                  "feasible_share": feas.tolist()}
         for (t, ld), p in zip(grid, res.points):

@@ -21,6 +21,7 @@ from meqc_jax.env import MEQCEnv
 from meqc_jax.evaluate import evaluate, paired_comparison
 from meqc_jax.experiments import common
 from meqc_jax.experiments.common import ReproduceConfig
+from meqc_jax.experiments.settings import PartLearner
 from meqc_jax.io import atomic_write_csv
 from meqc_jax.scenarios import scenario_config
 
@@ -31,12 +32,12 @@ CLAIMED_PARTS = ("queues", "battery")  # where issue 13 sets its bars
 
 
 def _system(rc: ReproduceConfig, part: str, size: int):
-    return scenario_config(SCENARIO_OF_PART[part], num_users=size, num_servers=size, slots_per_episode=rc.dyn_slots)
+    return scenario_config(SCENARIO_OF_PART[part], num_users=size, num_servers=size, slots_per_episode=rc.dynamics.slots)
 
 
 def _lyapunov_grid(rc: ReproduceConfig, system):
-    thetas = rc.dyn_theta if "battery" in system.dynamics else (1.0,)
-    return [lyapunov_policy(system, v, th * system.battery_j) for v in rc.dyn_v for th in thetas]
+    thetas = rc.dynamics.theta if "battery" in system.dynamics else (1.0,)
+    return [lyapunov_policy(system, v, th * system.battery_j) for v in rc.dynamics.v for th in thetas]
 
 
 def _train(rc: ReproduceConfig, system, ckpt: str, progress: bool, learner: str = "ppo"):
@@ -44,8 +45,8 @@ def _train(rc: ReproduceConfig, system, ckpt: str, progress: bool, learner: str 
     `rc.learners` at its default preset, with the part's epochs, environments and minibatches."""
     from meqc_jax.loop import fit
 
-    choice = common.PartLearner("ppo", "lookahead") if learner == "ppo" else common.PartLearner(learner)
-    trained, settings = common.part_learner(system, choice, rc.dyn_epochs, rc.dyn_envs, rc.dyn_minibatches)
+    choice = PartLearner("ppo", "lookahead") if learner == "ppo" else PartLearner(learner)
+    trained, settings = common.part_learner(system, choice, rc.dynamics.epochs, rc.dynamics.envs, rc.dynamics.minibatches)
     # equal chunks (a divisor of the epochs, at most rc.chunk): one compiled training program
     epochs = trained.epochs
     chunk = max(c for c in range(1, min(rc.chunk, epochs) + 1) if epochs % c == 0)
@@ -68,16 +69,16 @@ def _rollout_program(env: MEQCEnv, pols):
 
 def _bound_gaps(rc: ReproduceConfig, part: str, progress: bool, ckpt: str) -> dict:
     """Every online policy's H-slot cost over the clairvoyant minimum, from warmed-up states (greedy
-    for `dyn_warmup` slots), U = E = `dyn_small`: the keys the policies step with are the bound's."""
-    system = _system(rc, part, rc.dyn_small)
+    for `dynamics.warmup` slots), U = E = `dynamics.small`: the keys the policies step with are the bound's."""
+    system = _system(rc, part, rc.dynamics.small)
     env = MEQCEnv(system)
-    n, H = rc.dyn_bound_instances, rc.dyn_horizon
+    n, H = rc.dynamics.bound_instances, rc.dynamics.horizon
     _, learned, _, _ = _train(rc, system, ckpt, progress)
     greedy = make_policy("greedy", system)
     warm = jax.jit(jax.vmap(lambda s, keys: jax.lax.scan(
         lambda st, k: (env.step(k, st, greedy.act(k, st, None))[1], None), s, keys)[0]))
     _, states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(rc.seed + 11), n))
-    warm_keys = jax.random.split(jax.random.key(rc.seed + 12), (n, rc.dyn_warmup))
+    warm_keys = jax.random.split(jax.random.key(rc.seed + 12), (n, rc.dynamics.warmup))
     states = warm(states, warm_keys)
     keys = jax.random.split(jax.random.key(rc.seed + 13), (n, H))
     env_keys = jax.vmap(jax.vmap(lambda k: jax.random.split(k)[0]))(keys)  # what `_rollout_program` steps with
@@ -87,21 +88,21 @@ def _bound_gaps(rc: ReproduceConfig, part: str, progress: bool, ckpt: str) -> di
     for i in range(n):
         state_i = jax.tree.map(lambda a: a[i], states)
         data = clairvoyant.horizon_data(env, state_i, env_keys[i])
-        b = clairvoyant.solve(system, data, time_limit=rc.dyn_bound_seconds)
+        b = clairvoyant.solve(system, data, time_limit=rc.dynamics.bound_seconds)
         bounds.append(b.lower)  # proven: the optimum when solved, HiGHS's dual bound when its time ran out
         optimal += b.optimal
     bounds = np.asarray(bounds)
     lyap = [p.name for p in pols if p.name.startswith("lyapunov")]
     best_lyap = min(lyap, key=lambda nme: totals[nme].sum())
     gaps = {name: float(totals[name].sum() / bounds.sum()) for name in totals}
-    return {"size": rc.dyn_small, "horizon": H, "instances": n, "warmup": rc.dyn_warmup, "bound_total": float(bounds.sum()),
-            "solved_to_optimality": optimal, "seconds_per_mip": rc.dyn_bound_seconds,
+    return {"size": rc.dynamics.small, "horizon": H, "instances": n, "warmup": rc.dynamics.warmup, "bound_total": float(bounds.sum()),
+            "solved_to_optimality": optimal, "seconds_per_mip": rc.dynamics.bound_seconds,
             "gap": gaps, "best_lyapunov": best_lyap,
             "per_instance": {name: (totals[name] / np.maximum(bounds, 1e-12)).tolist() for name in totals}}
 
 
 def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
-    system = _system(rc, name, rc.dyn_size)
+    system = _system(rc, name, rc.dynamics.size)
     _, learned, curve, ppo = _train(rc, system, os.path.join(out, "checkpoints", f"{name}-ppo"), progress)
     extra, extra_curves, extra_settings, skipped = [], {}, {}, {}
     for lname in (n for n in rc.learners if n != "ppo"):  # `meqc reproduce --learner`: trained and evaluated too
@@ -114,7 +115,7 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
         extra.append(pol)
     lyap = _lyapunov_grid(rc, system)
     pols = [*BASELINES, *lyap, learned, *extra]
-    res = evaluate(system, pols, num_envs=rc.dyn_eval_envs, num_slots=rc.dyn_slots, seed=rc.seed + 2_000_003,
+    res = evaluate(system, pols, num_envs=rc.dynamics.eval_envs, num_slots=rc.dynamics.slots, seed=rc.seed + 2_000_003,
                    progress=progress, compiler_options=common.compiler_options(rc))
     S = res.summary
     names = [p if isinstance(p, str) else p.name for p in pols]
@@ -138,29 +139,29 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
         per = res.per_slot[n]
         series[n] = {m: np.asarray(per[m], np.float64).mean(axis=1).tolist() for m in per
                      if m in ("cost", "drop_share", "cpu_wait_s", "battery_j")}
-        for t in range(rc.dyn_slots):
-            episode_rows.append([n, t] + [f"{series[n].get(m, [np.nan] * rc.dyn_slots)[t]:.6g}"
+        for t in range(rc.dynamics.slots):
+            episode_rows.append([n, t] + [f"{series[n].get(m, [np.nan] * rc.dynamics.slots)[t]:.6g}"
                                           for m in ("cost", "drop_share", "cpu_wait_s", "battery_j")])
     atomic_write_csv(os.path.join(out, f"{name}_episode.csv"),
                      ["policy", "slot", "cost", "drop_share", "cpu_wait_s", "battery_j"], episode_rows)
     v_rows = [[p.name, f"{v:g}", f"{S[p.name]['mean_cost']:.6g}", f"{S[p.name]['ci95']:.6g}",
-               f"{S[p.name]['drop_share']:.6g}"] for p, v in zip(lyap, [v for v in rc.dyn_v for _ in
-                                                                       (rc.dyn_theta if "battery" in system.dynamics else (1.0,))])]
+               f"{S[p.name]['drop_share']:.6g}"] for p, v in zip(lyap, [v for v in rc.dynamics.v for _ in
+                                                                       (rc.dynamics.theta if "battery" in system.dynamics else (1.0,))])]
     atomic_write_csv(os.path.join(out, f"{name}_v.csv"), ["policy", "V", "mean_cost", "ci95", "drop_share"], v_rows)
     bound = _bound_gaps(rc, name, progress, os.path.join(out, "checkpoints", f"{name}-ppo-small"))
     atomic_write_csv(os.path.join(out, f"{name}_bound.csv"), ["policy", "cost_over_clairvoyant_bound"],
                      [[n, f"{g:.6g}"] for n, g in bound["gap"].items()])
     data = {
-        "scenario": SCENARIO_OF_PART[name], "size": rc.dyn_size, "slots": rc.dyn_slots, "eval_envs": rc.dyn_eval_envs,
+        "scenario": SCENARIO_OF_PART[name], "size": rc.dynamics.size, "slots": rc.dynamics.slots, "eval_envs": rc.dynamics.eval_envs,
         "summary": {n: {k: S[n][k] for k in S[n] if isinstance(S[n][k], float)} for n in names},
         "series": series, "train_curve": curve.tolist(), "paired": comparisons, "best_lyapunov": best_lyap, "best_online": best_online,
         "v_grid": [[row[0], float(row[1]), float(row[2])] for row in v_rows], "bound": bound,
-        "ppo": common.settings_dict(ppo), "ppo_epochs": rc.dyn_epochs, "ppo_envs": rc.dyn_envs,
+        "ppo": common.settings_dict(ppo), "ppo_epochs": rc.dynamics.epochs, "ppo_envs": rc.dynamics.envs,
         "learners": learners, "skipped": skipped,
     }
     from meqc_jax.plots import plot_dynamics_part
 
-    plot_dynamics_part(os.path.join(out, f"{name}.png"), data, title=f"{SCENARIO_OF_PART[name]} (U = E = {rc.dyn_size})")
+    plot_dynamics_part(os.path.join(out, f"{name}.png"), data, title=f"{SCENARIO_OF_PART[name]} (U = E = {rc.dynamics.size})")
     return data
 
 
