@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 
 from meqc_jax.baselines import BASELINE_NAMES, POLICIES, policy_names
-from meqc_jax.config import SystemConfig, dataclass_to_dict
+from meqc_jax.config import SystemConfig
 from meqc_jax.evaluate import HELD_OUT_SEED_OFFSET, evaluate
 from meqc_jax.io import atomic_write_csv, atomic_write_json
 from meqc_jax.learners import Learner, LearnerSpec, learner_spec, metric_names, metrics_table
+from meqc_jax.learners.interface import settings_dict
 from meqc_jax.loop import fit
 from meqc_jax.plots import plot_learning_curve
 from meqc_jax.sharding import device_description
@@ -83,7 +84,7 @@ def run(training: Training, out: str, seeds=(0,), *, chunk: int = 10, eval_slots
     learner, system, spec = training.learner, training.system, training.spec
     seeds = [int(s) for s in seeds]
     about, params = learner.describe(), learner.param_counts()
-    config_dict = None if training.config is None else _to_dict(training.config)
+    config_dict = settings_dict(training.config)
     os.makedirs(out, exist_ok=True)
     atomic_write_json(os.path.join(out, "config.json"), {
         "system": system.to_dict(), "learner": spec.name, "hparams": training.hparams, "learner_config": config_dict,
@@ -144,10 +145,6 @@ def run(training: Training, out: str, seeds=(0,), *, chunk: int = 10, eval_slots
         + ", ".join(f"{k} {v:.2f}" for k, v in summary["baselines"].items()))
     log(f"train {train_wall:.1f} s ({summary['wall_s_per_epoch']:.2f} s/epoch), eval {eval_wall:.1f} s; wrote {out}")
     return summary
-
-
-def _to_dict(config) -> dict:
-    return config.to_dict() if hasattr(config, "to_dict") else dataclass_to_dict(config)
 
 
 __all__ = ["Training", "prepare", "reference_name", "run"]

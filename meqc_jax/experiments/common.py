@@ -54,11 +54,6 @@ def checkpoint_name(text: str) -> str:
     return re.sub(r"[^\w.-]", "_", text)
 
 
-def settings_dict(config) -> dict | None:
-    """A learner's settings as JSON (None for a learner without settings)."""
-    return None if config is None else config.to_dict() if hasattr(config, "to_dict") else dataclass_to_dict(config)
-
-
 @dataclasses.dataclass(frozen=True)
 class ReproduceConfig:
     """Settings of a reproduction (validated). `ReproduceConfig.quick()` is the small form."""

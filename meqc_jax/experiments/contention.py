@@ -30,6 +30,7 @@ from meqc_jax.experiments import common
 from meqc_jax.experiments.common import ReproduceConfig
 from meqc_jax.experiments.settings import CONTENTION_LEARNERS, PartLearner
 from meqc_jax.io import atomic_write_csv
+from meqc_jax.learners.interface import settings_dict
 from meqc_jax.scenarios import scenario_config
 
 SCENARIO = "MEQC-Contended-v0"
@@ -136,7 +137,7 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
     data = {"scenario": SCENARIO, "load": load, "learners": learners, "eval_envs": rc.contention.eval_envs,
             "eval_slots": rc.contention.eval_slots, "epochs": rc.contention.epochs, "envs": rc.contention.envs, "slots": rc.contention.slots,
             "droo_epochs": rc.contention.droo_epochs, "skipped": skipped,
-            "learner_settings": {n: common.settings_dict(c) for n, c in settings.items()}}
+            "learner_settings": {n: settings_dict(c) for n, c in settings.items()}}
     from meqc_jax.plots import plot_contention_part
 
     plot_contention_part(os.path.join(out, f"{name}.png"), data)

@@ -23,6 +23,7 @@ from meqc_jax.experiments import common
 from meqc_jax.experiments.common import ReproduceConfig
 from meqc_jax.experiments.settings import PartLearner
 from meqc_jax.io import atomic_write_csv
+from meqc_jax.learners.interface import settings_dict
 from meqc_jax.scenarios import scenario_config
 
 SCENARIO_OF_PART = {"queues": "MEQC-Queues-v0", "battery": "MEQC-Battery-v0", "drift": "MEQC-Drift-v0",
@@ -131,7 +132,7 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
     comparisons = {"greedy_vs_best_online": paired("greedy", best_online), "ppo_vs_greedy": paired("ppo", "greedy"),
                    "ppo_vs_best_lyapunov": paired("ppo", best_lyap), "greedy_vs_best_lyapunov": paired("greedy", best_lyap)}
     learners = {p.name: {"vs_greedy": paired(p.name, "greedy"), "vs_best_lyapunov": paired(p.name, best_lyap),
-                         "settings": common.settings_dict(extra_settings[p.name]),
+                         "settings": settings_dict(extra_settings[p.name]),
                          "train_curve": extra_curves[p.name].tolist()} for p in extra}
     episode_rows = []
     series = {}
@@ -156,7 +157,7 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
         "summary": {n: {k: S[n][k] for k in S[n] if isinstance(S[n][k], float)} for n in names},
         "series": series, "train_curve": curve.tolist(), "paired": comparisons, "best_lyapunov": best_lyap, "best_online": best_online,
         "v_grid": [[row[0], float(row[1]), float(row[2])] for row in v_rows], "bound": bound,
-        "ppo": common.settings_dict(ppo), "ppo_epochs": rc.dynamics.epochs, "ppo_envs": rc.dynamics.envs,
+        "ppo": settings_dict(ppo), "ppo_epochs": rc.dynamics.epochs, "ppo_envs": rc.dynamics.envs,
         "learners": learners, "skipped": skipped,
     }
     from meqc_jax.plots import plot_dynamics_part

@@ -250,6 +250,13 @@ class ScanLearner(Learner):
         return states.params if run is None else jax.tree.map(lambda a: a[run], states.params)
 
 
+def settings_dict(config) -> dict | None:
+    """A learner's settings as JSON (None for a learner without settings; `to_dict()` where it has one)."""
+    from meqc_jax.config import dataclass_to_dict
+
+    return None if config is None else config.to_dict() if hasattr(config, "to_dict") else dataclass_to_dict(config)
+
+
 def metric_names(metrics) -> tuple[str, ...]:
     """The field names of a metrics pytree (a dataclass), in order."""
     return tuple(f.name for f in dataclasses.fields(metrics))
@@ -260,4 +267,4 @@ def metrics_table(metrics) -> np.ndarray:
     return np.stack([np.asarray(getattr(metrics, n), dtype=np.float64) for n in metric_names(metrics)], axis=-1)
 
 
-__all__ = ["Learner", "LearnerSpec", "ScanLearner", "compiled_chunk_program", "metric_names", "metrics_table"]
+__all__ = ["Learner", "LearnerSpec", "ScanLearner", "compiled_chunk_program", "metric_names", "settings_dict", "metrics_table"]
