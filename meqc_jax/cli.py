@@ -262,6 +262,10 @@ def _build_parser() -> argparse.ArgumentParser:
                          + ", ".join(LEARNER_NAMES) + ", an installed meqc_jax.learners entry point, or your own "
                          "module.path:attribute; at its default preset with the part's epochs and environments; a "
                          "part where it does not apply says so in the report")
+    rp.add_argument("--policies", default=None, metavar="module.path:attribute,...",
+                    help="policies of your own the dynamics and contention parts evaluate next to theirs, on the same "
+                         "paired slots: comma-separated module.path:attribute factories (SystemConfig) -> Policy or "
+                         "installed meqc_jax.policies entry points")
     rp.add_argument("--out", default=None, help="output folder (default runs/reproduce, or runs/reproduce-quick)")
     rp.add_argument("--force", action="store_true", help="redo parts already finished in --out")
     rp.add_argument("--workers", type=_workers, default="auto", metavar="N|auto",
@@ -562,6 +566,20 @@ def reproduce_cmd(args) -> int:
         except ValueError as e:
             raise CLIError(str(e)) from None
         overrides["learners"] = tuple(dict.fromkeys(args.learner))
+    if args.policies is not None:
+        from meqc_jax.baselines import is_user_policy, user_factory
+
+        names = tuple(dict.fromkeys(n.strip() for n in args.policies.split(",") if n.strip()))
+        try:  # a user's module is imported now: a wrong path or attribute is refused before any part runs
+            for name in names:
+                if not is_user_policy(name):
+                    raise ValueError(f"--policies: {name!r} is invalid: allowed module.path:attribute naming a "
+                                     "policy factory, or an installed meqc_jax.policies entry point (the parts "
+                                     "evaluate the registered policies already)")
+                user_factory(name)
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+        overrides["policies"] = names
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
     if args.epochs is not None:

@@ -1,4 +1,4 @@
-"""A tiny learner written as a user would, outside the package (the tests load it by module path,
+"""A tiny learner (and a policy) written as a user would, outside the package (the tests load it by module path,
 `split_bandit:SplitBandit`, through a registry line, and through an entry point).
 
 Every user keeps the same share phi of its task (one of five) and offloads the rest to server 0; each
@@ -116,3 +116,9 @@ class SplitBandit(Learner):
 # what a registry line or an entry point may name instead of the class: the same learner as a LearnerSpec
 LEARNER = LearnerSpec("split_bandit", SplitBandit, BanditConfig, SplitBandit.presets, "default",
                       "the cheapest constant split")
+
+
+def make_half_to_server0(config: SystemConfig) -> Policy:
+    """A user's policy factory (`--policies split_bandit:make_half_to_server0`): half of every task to server 0."""
+    return Policy("half_to_0", lambda key, env_state, obs: (jnp.zeros(config.num_users, jnp.int32),
+                                                             jnp.full(config.num_users, 0.5)))

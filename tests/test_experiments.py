@@ -90,7 +90,7 @@ def test_the_dynamics_part_compares_every_policy_with_the_clairvoyant_bound(tiny
     assert "## MEQC-Sustainable-v0: does looking ahead pay?" in report and "Gap to the clairvoyant bound" in report
 
 
-def test_a_learner_of_your_own_is_trained_and_reported_by_reproduce(tiny_run):
+def test_a_learner_of_your_own_is_trained_and_reported_by_reproduce(tiny_run):  # and a policy of your own
     """`meqc reproduce --learner` (ReproduceConfig.learners): a user's learner by module path is trained with the
     part's epochs and environments, evaluated on the part's paired slots and reported; one that does not apply to
     the scenario (DROO needs contention) is named in the report with the reason."""
@@ -103,7 +103,9 @@ def test_a_learner_of_your_own_is_trained_and_reported_by_reproduce(tiny_run):
     assert len(mine["train_curve"]) == rc.dynamics.epochs and np.isfinite(mine["vs_best_lyapunov"]["excess"])
     assert "droo" in d["skipped"] and "contention" in d["skipped"]["droo"]
     report = open(os.path.join(out, "report.md")).read()
-    assert f"| {name} |" in report and f"{name}: " in report and "Not trained here: droo" in report
+    assert f"| {name} |" in report and f"{name}: " in report and "Not run here: droo" in report
+    # `--policies`: a user's policy factory, evaluated on the same paired slots and reported
+    assert np.isfinite(d["policies"]["half_to_0"]["vs_best_lyapunov"]["excess"]) and "| half_to_0 |" in report
 
 
 def test_each_part_family_owns_its_settings_with_quick_and_full_presets():

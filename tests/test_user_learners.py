@@ -59,6 +59,8 @@ def test_settings_parse_by_their_declared_types():
     (["train", "--learner", "split_bandit:SplitBandit", "--set", "epochs=0"], "BanditConfig.epochs=0 is invalid"),
     (["sweep", "--grid", "lam_d=0.2", "--policies", "learner:nope"], "'nope' is invalid"),
     (["reproduce", "--quick", "--learner", "no_such_module_xyz:L"], "cannot be imported"),
+    (["reproduce", "--quick", "--policies", "greedy"], "--policies: 'greedy' is invalid"),
+    (["reproduce", "--quick", "--policies", "split_bandit:nothing_here"], "has no attribute 'nothing_here'"),
 ])
 def test_a_bad_learner_is_one_line_before_anything_runs(args, words, tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path / "o")]) == 2

@@ -54,6 +54,19 @@ def checkpoint_name(text: str) -> str:
     return re.sub(r"[^\w.-]", "_", text)
 
 
+def user_policies(rc: ReproduceConfig, system: SystemConfig) -> tuple[list, dict]:
+    """(the policies of `rc.policies` built for `system`, {name: why} of those whose factory refused it)."""
+    from meqc_jax.baselines import make_policy
+
+    built, refused = [], {}
+    for name in rc.policies:
+        try:
+            built.append(make_policy(name, system))
+        except ValueError as e:
+            refused[name] = str(e)
+    return built, refused
+
+
 @dataclasses.dataclass(frozen=True)
 class ReproduceConfig:
     """Settings of a reproduction (validated). `ReproduceConfig.quick()` is the small form."""
@@ -102,6 +115,9 @@ class ReproduceConfig:
     # learners the dynamics and contention parts train too (`meqc reproduce --learner`): registered names, installed
     # entry points or module.path:attribute, each at its default preset with the part's epochs and environments
     learners: tuple[str, ...] = ()
+    # policies of the user's (`meqc reproduce --policies`: module.path:attribute factories or installed entry points)
+    # the dynamics and contention parts evaluate next to theirs, on the same paired slots
+    policies: tuple[str, ...] = ()
 
     def __post_init__(self):
         c = FieldChecker(self, "ReproduceConfig")
@@ -130,6 +146,9 @@ class ReproduceConfig:
         c.integer("eval_random_factor", 1, 1000)
         c.integer("eval_learned_factor", 1, 1000)
         c.choice("scenario", tuple(SCENARIOS))
+        c.check("policies", isinstance(self.policies, tuple) and all(isinstance(n, str) and n.strip() for n in
+                                                                      self.policies),
+                "a tuple of module.path:attribute policy factories or installed meqc_jax.policies entry points")
         for name, kind in (("qpu_map", MapSettings), ("dynamics", DynamicsSettings), ("contention", ContentionSettings)):
             c.check(name, isinstance(getattr(self, name), kind), f"a {kind.__name__} (experiments.settings)")
         if (self.envs * self.slots_per_epoch) % self.minibatches:

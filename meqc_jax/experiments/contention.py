@@ -120,15 +120,18 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
         if (U, servers) not in yardsticks:
             res = _evaluate(rc, system, YARDSTICKS, progress)
             yardsticks[(U, servers)] = (res.per_slot, res.summary)
-        res = _evaluate(rc, system, pols, progress)
+        yours, refused = common.user_policies(rc, system)  # `meqc reproduce --policies`, on the same slots
+        skipped.update(refused)
+        res = _evaluate(rc, system, [*pols, *yours], progress)
         per_slot = {**yardsticks[(U, servers)][0], **res.per_slot}
         S = {**yardsticks[(U, servers)][1], **res.summary}
-        names = [*YARDSTICKS, *done]
+        names = [*YARDSTICKS, *done, *(p.name for p in yours)]
         learners.append({"users": U, "servers": servers, "train_curves": curves,
                          "mean_cost": {p: S[p]["mean_cost"] for p in names}, "ci95": {p: S[p]["ci95"] for p in names},
                          "over_optimum": {p: _paired_ratio(per_slot, p, "joint_optimum") for p in names},
                          "vs_greedy": {p: _paired_ratio(per_slot, p, "greedy") for p in done},
-                         "vs_best_response": {p: _paired_ratio(per_slot, p, "best_response") for p in done}})
+                         "vs_best_response": {p: _paired_ratio(per_slot, p, "best_response") for p in done},
+                         "policies": [p.name for p in yours]})
     atomic_write_csv(os.path.join(out, f"{name}_learners.csv"),
                      ["users", "servers", "policy", "mean_cost", "ci95", "over_optimum", "over_optimum_ci95"],
                      [[r["users"], r["servers"], p, f"{r['mean_cost'][p]:.6g}", f"{r['ci95'][p]:.6g}",
@@ -167,7 +170,10 @@ def report(name: str, d: dict, rc: ReproduceConfig) -> tuple[list[str], list[tup
                      + " | ".join(f"{o[p]['ratio']:.3f} ± {o[p]['ci95']:.3f}" for p in YARDSTICKS[:-1])
                      + f" | {r['mean_cost']['joint_optimum']:.1f} | {100 * br['converged_share']:.0f} %, "
                        f"{br['mean_rounds']:.2f} |")
-    lines += [f"Not trained here: {n} ({why})." for n, why in d.get("skipped", {}).items()]
+    lines += [f"Not run here: {n} ({why})." for n, why in d.get("skipped", {}).items()]
+    for r in d["learners"]:
+        lines += [f"Your policy {p} at U = {r['users']}, E = {r['servers']}: {r['over_optimum'][p]['ratio']:.3f} ± "
+                  f"{r['over_optimum'][p]['ci95']:.3f} x the optimum on the same slots." for p in r.get("policies", [])]
     lines += ["", "The price of anarchy of the decentralized game is the `best_response` column (its Nash equilibria "
               "over the optimum); the sequential greedy, a central heuristic, is the `greedy` column.", "",
               f"Learners (PPO {d['epochs']} epochs of {d['slots']} slots x {d['envs']} environments, discount 0: "

@@ -114,8 +114,10 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
             skipped[lname] = str(e)
             continue
         extra.append(pol)
+    yours, refused = common.user_policies(rc, system)  # `meqc reproduce --policies`: evaluated next to the others
+    skipped.update(refused)
     lyap = _lyapunov_grid(rc, system)
-    pols = [*BASELINES, *lyap, learned, *extra]
+    pols = [*BASELINES, *lyap, learned, *extra, *yours]
     res = evaluate(system, pols, num_envs=rc.dynamics.eval_envs, num_slots=rc.dynamics.slots, seed=rc.seed + 2_000_003,
                    progress=progress, compiler_options=common.compiler_options(rc))
     S = res.summary
@@ -134,6 +136,8 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
     learners = {p.name: {"vs_greedy": paired(p.name, "greedy"), "vs_best_lyapunov": paired(p.name, best_lyap),
                          "settings": settings_dict(extra_settings[p.name]),
                          "train_curve": extra_curves[p.name].tolist()} for p in extra}
+    policies = {p.name: {"vs_greedy": paired(p.name, "greedy"), "vs_best_lyapunov": paired(p.name, best_lyap)}
+                for p in yours}
     episode_rows = []
     series = {}
     for n in names:
@@ -158,7 +162,7 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
         "series": series, "train_curve": curve.tolist(), "paired": comparisons, "best_lyapunov": best_lyap, "best_online": best_online,
         "v_grid": [[row[0], float(row[1]), float(row[2])] for row in v_rows], "bound": bound,
         "ppo": settings_dict(ppo), "ppo_epochs": rc.dynamics.epochs, "ppo_envs": rc.dynamics.envs,
-        "learners": learners, "skipped": skipped,
+        "learners": learners, "policies": policies, "skipped": skipped,
     }
     from meqc_jax.plots import plot_dynamics_part
 
@@ -178,7 +182,7 @@ def report(name: str, d: dict, rc: ReproduceConfig) -> tuple[list[str], list[tup
                  "mean charge J |" if "mean_battery_j" in S["greedy"] else ""),
              "|---|---|---|---|" + ("---|" if "mean_cpu_wait_s" in S["greedy"] else "") + (
                  "---|" if "mean_battery_j" in S["greedy"] else "")]
-    extra = d.get("learners", {})
+    extra = {**d.get("learners", {}), **d.get("policies", {})}  # `--learner` and `--policies` of the user's
     shown = [*BASELINES, d["best_lyapunov"], "ppo", *extra]
     for n in shown:
         r = S[n]
@@ -189,7 +193,7 @@ def report(name: str, d: dict, rc: ReproduceConfig) -> tuple[list[str], list[tup
         c = r["vs_best_lyapunov"]
         lines.append(f"\n{n}: {100 * c['excess']:+.1f} % ± {100 * c['ci95']:.1f} % against {d['best_lyapunov']} "
                      f"(paired over the instances), {100 * r['vs_greedy']['excess']:+.1f} % against greedy.")
-    lines += [f"\nNot trained here: {n} ({why})." for n, why in d.get("skipped", {}).items()]
+    lines += [f"\nNot run here: {n} ({why})." for n, why in d.get("skipped", {}).items()]
     b = d["bound"]
     solved = b.get("solved_to_optimality", b["instances"])
     how = ("all solved to optimality" if solved >= b["instances"] else
