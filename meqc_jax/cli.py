@@ -167,8 +167,9 @@ def _build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a learner (default the paper's hybrid multi-agent PPO, or any registered "
                                       "or your own); write metrics, curve, checkpoints, summary")
     _add_system_args(tr, learner_fields=True)
-    tr.add_argument("--learner", default="ppo", metavar="NAME|module.path:attribute",
-                    help="the learner to train: " + "; ".join(f"{n}" for n in LEARNER_NAMES) + " (default ppo); an "
+    tr.add_argument("--learner", default=None, metavar="NAME|module.path:attribute",
+                    help="the learner to train: " + "; ".join(f"{n}" for n in LEARNER_NAMES) + " (default: the best measured for the scenario's model: priced where state carries between slots, "
+                         "droo under contention, ppo on the paper's model); an "
                          "installed package's entry point (group meqc_jax.learners); or your own: module.path:attribute "
                          "naming a LearnerSpec, or a Learner class or factory (SystemConfig, config) -> Learner")
     tr.add_argument("--policy", action=_Renamed, new="--torso", help=argparse.SUPPRESS)
@@ -451,6 +452,11 @@ def train_cmd(args) -> int:
     from meqc_jax import train
     from meqc_jax.learners import learner_spec
 
+    if args.learner is None:  # the best learner measured for the scenario's model (`learners.default_learner`)
+        from meqc_jax.learners import default_learner
+        from meqc_jax.scenarios import scenario_config
+
+        args.learner = default_learner(scenario_config(args.scenario))
     try:
         spec = learner_spec(args.learner)
     except ValueError as e:

@@ -39,6 +39,10 @@ class Weights:
     cpu_queue: jnp.ndarray  # [E] per second of CPU work added at e
     qpu_queue: jnp.ndarray  # [E] per second of QPU work added at e
     battery: jnp.ndarray  # [U] per joule of device energy (battery - theta; 0: energy priced by the cost only)
+    # [U] per joule squared, or None: the spend is then `battery x e_dev` (drift-plus-penalty's linear price). A
+    # curvature c prices spending e as `battery x e - c e^2 / 2`, the second-order change of a learned value of
+    # the charge (`learners.priced`); None keeps DPP's program exactly as it is
+    battery_curvature: jnp.ndarray | None = None
 
     @classmethod
     def myopic(cls, num_users: int, num_servers: int) -> Weights:
@@ -174,6 +178,10 @@ def slot_plan(config: SystemConfig, env_state, weights: Weights, grid: int = GRE
     bw = weights.battery[None, :, None]
     spend = jnp.where(served, bw * loads.device_energy, 0.0)
     spend_l = jnp.where(local_served, weights.battery * e_local, 0.0)
+    if weights.battery_curvature is not None:  # a learned value's second order (the field's comment)
+        curv = weights.battery_curvature
+        spend = spend - jnp.where(served, 0.5 * curv[None, :, None] * loads.device_energy ** 2, 0.0)
+        spend_l = spend_l - jnp.where(local_served, 0.5 * curv * e_local ** 2, 0.0)
     # a user without a task acts locally at no cost (its action is ignored)
     cost_l = jnp.where(has_task, cost_l, 0.0)
     spend_l = jnp.where(has_task, spend_l, 0.0)

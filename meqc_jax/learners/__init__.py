@@ -4,6 +4,8 @@ registry of learner names.
     ppo      hybrid multi-agent PPO of the paper (Section IV): `meqc_jax.learners.ppo`
     droo     DROO-style search over joint modes under contention (learned candidates, priced by the
              model): `meqc_jax.learners.droo`
+    priced   drift-plus-penalty's per-slot solver under learned prices of the carry, from the best
+             grid V, refined by evolution strategies on whole episodes: `meqc_jax.learners.priced`
 
 Each entry names a `LearnerSpec` (how to build the learner, its settings' dataclass and named presets).
 A new learner is one module implementing `Learner` with a `LearnerSpec`, its test, and one line in
@@ -25,6 +27,7 @@ from meqc_jax.learners.interface import Learner, LearnerSpec, ScanLearner, metri
 LEARNERS = {
     "ppo": "meqc_jax.learners.ppo:LEARNER",
     "droo": "meqc_jax.learners.droo:LEARNER",
+    "priced": "meqc_jax.learners.priced:LEARNER",
 }
 LEARNER_NAMES = tuple(LEARNERS)
 ENTRY_POINTS = "meqc_jax.learners"
@@ -62,11 +65,23 @@ def learner_spec(name: str, what: str = "--learner") -> LearnerSpec:
     return dataclasses.replace(as_spec(plugins.load_entry_point(ep, what, EXPECTED), name, what), name=name)
 
 
+def default_learner(system) -> str:
+    """The learner `meqc train` trains when none is named: the best one measured for the model (docs/learning.md,
+    benchmarks/beat_dpp.py): `priced` where state carries between slots (queues, batteries, drift), `droo` under
+    contention alone (nothing carried), the paper's hybrid PPO on the paper's model."""
+    from meqc_jax import dynamics
+
+    if dynamics.carries_state(system):
+        return "ppo" if dynamics.contended(system) else "priced"
+    return "droo" if dynamics.contended(system) else "ppo"
+
+
 def make_learner(name: str, system, config=None, **kw) -> Learner:
     """The named learner for `system` with `config` (None: the learner's own default); `kw` go to its builder
     (one-line ValueError for an unknown name or a builder that returns no `Learner`)."""
     return learner_spec(name).make(system, config, **kw)
 
 
-__all__ = ["ENTRY_POINTS", "LEARNERS", "LEARNER_NAMES", "Learner", "LearnerSpec", "ScanLearner", "as_spec", "learner_names",
+__all__ = ["ENTRY_POINTS", "LEARNERS", "LEARNER_NAMES", "Learner", "LearnerSpec", "ScanLearner", "as_spec",
+           "default_learner", "learner_names",
            "learner_spec", "make_learner", "metric_names", "metrics_table"]
