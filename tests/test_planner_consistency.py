@@ -6,7 +6,7 @@ disagree (as the queue waits of a task kept local once did), the planner optimiz
 test below rolls the env forward under the planner, so the carry (backlogs, batteries, drifted
 lifetimes, users without a task) is the one the planner itself built, and compares after every slot:
 
-- `greedy` and `lyapunov` (the per-slot solver, `slot_solver.slot_plan`): exact under `cheapest` (the
+- `greedy`, `lyapunov` and the learned prices of `learners.priced` (the per-slot solver, `slot_solver.slot_plan`): exact under `cheapest` (the
   placement order is the arrival order), the expectation over the arrival order under `arrival`;
 - the joint planners under contention (`joint.dp_optimum`, `enumerate_optimum`, `best_response`,
   `greedy_modes`): their `price_modes` value; DROO prices its candidates with the same function
@@ -80,6 +80,23 @@ def test_the_per_slot_solver_predicts_exactly_what_the_env_charges_under_cheapes
     pred, real, counts = _rollout(cfg, plan)
     for what in exercised if planner == "greedy" else ("offload",):  # drift-plus-penalty avoids the drops
         assert counts[what] > 0, (what, counts)
+    np.testing.assert_allclose(pred, real, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["queues-sum", "battery", "sustainable"])
+def test_learned_prices_change_the_choice_not_the_pricing(case):
+    """`learners.priced`: the solver under learned prices (every entry off DPP's, a curvature on the energy spent)
+    still predicts exactly what the env charges for its action."""
+    from meqc_jax.learners import make_learner
+    from meqc_jax.learners.priced import NUM_PRICES, PricedConfig, start_vector
+    from meqc_jax.slot_solver import slot_plan
+
+    cfg, _ = CHEAPEST_CASES[case]
+    learner = make_learner("priced", cfg, PricedConfig(v_grid=(3.0,), theta_grid=(0.5,)))
+    x = start_vector(0.5) + 0.3 * np.sin(np.arange(NUM_PRICES) + 1.0)  # every price away from DPP's
+    params = {"v": jnp.asarray(3.0), "x": jnp.asarray(x)}
+    pred, real, counts = _rollout(cfg, lambda c, s: slot_plan(c, s, learner.weights(params, s)))
+    assert counts["offload"] > 0, counts
     np.testing.assert_allclose(pred, real, rtol=1e-4, atol=1e-4)
 
 

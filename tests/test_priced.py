@@ -66,7 +66,8 @@ def test_the_start_is_the_best_grid_drift_plus_penalty_and_acts_exactly_as_it():
 def test_training_learns_only_the_prices_the_scenario_has_and_stays_finite():
     system = _system("MEQC-Queues-v0")
     learner = make_learner("priced", system, SMALL)
-    state, metrics = fit(learner, [0, 1], chunk=2)
+    state, metrics = fit(learner, [0, 1], chunk=1)
+    assert learner.compiled_chunks == 1  # two chunks, one compiled program
     x, start = np.asarray(state.centre), np.asarray(state.start)
     assert x.shape == start.shape == np.shape(state.params["x"]) == (2, 15) and learner.epochs_done(state) == SMALL.epochs
     # no battery here: its entries (and theta) never move; the search's queue prices and V do

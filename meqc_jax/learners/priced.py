@@ -156,7 +156,8 @@ class PricedLearner(ScanLearner):
 
     # ------------------------------------------------------------------ the prices (one instance)
     def weights(self, params, env_state) -> Weights:
-        """The solver's score under the learned prices (module docstring) for this carry."""
+        """The solver's score under the learned prices (module docstring) for this carry: dynamics-spec section 7's
+        drift-plus-penalty weights (`slot_solver.lyapunov_weights`) at the start, each a learned function after."""
         x, sc = params["x"], env_state.scenario
         W, B = float(self.system.slot_s), float(self.system.battery_j)
         terms = dynamics.drift_terms(env_state.carry, sc, x[THETA] * B)
