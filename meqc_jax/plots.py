@@ -167,9 +167,9 @@ def plot_qpu_map(path: str, data: dict) -> None:
 def plot_dynamics_part(path: str, data: dict, title: str = "") -> None:
     """A dynamics part (experiments/sustainable.py): cost per slot over the episode for every policy, total
     cost vs V for drift-plus-penalty with greedy and PPO as lines, and each policy's gap to the
-    clairvoyant bound on small instances."""
+    clairvoyant bound on small instances, and every learner's training curve against its environment steps."""
     plt = _plt()
-    fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, (a0, a1, a2, a3) = plt.subplots(1, 4, figsize=(20, 4.2))
     shown = ["local", "random_offloading", "greedy", data["best_lyapunov"], "ppo"]
     for i, name in enumerate(shown):
         c = np.asarray(data["series"][name]["cost"])
@@ -196,6 +196,22 @@ def plot_dynamics_part(path: str, data: dict, title: str = "") -> None:
     a2.axhline(1.0, color="k", lw=1)
     a2.set_xticks(range(len(names)), [n.replace("(", "\n(") for n in names], fontsize=7, rotation=30)
     a2.set_ylabel(f"cost / clairvoyant bound (U = E = {data['bound']['size']}, H = {data['bound']['horizon']})")
+    curves = [("ppo", data["train_curve"], data.get("ppo_compute"))]
+    curves += [(n, r["train_curve"], r.get("compute")) for n, r in data.get("learners", {}).items()]
+    # against environment steps where the learners count them (a user's learner may not: then against epochs)
+    by_steps = any(c and c.get("env_steps") for _, _, c in curves)
+    for i, (name, curve, compute) in enumerate(curves):
+        curve = np.asarray(curve, float)
+        steps = (compute or {}).get("env_steps")
+        if not np.isfinite(curve).any() or (by_steps and not steps):  # no training cost, or not on this axis
+            continue
+        x = np.arange(1, len(curve) + 1) * (steps / len(curve) if by_steps else 1.0)
+        a3.plot(x, curve, color=f"C{i + 4}", lw=1.5, label=name)
+    a3.axhline(data["summary"][data["best_lyapunov"]]["mean_cost"], ls=":", color="C3", label=data["best_lyapunov"])
+    a3.set_xscale("log")
+    a3.set_xlabel("environment steps of training" if by_steps else "training epoch")
+    a3.set_ylabel("training cost per slot")
+    a3.legend(fontsize=8)
     fig.suptitle(title)
     save_figure(fig, path)
     plt.close(fig)

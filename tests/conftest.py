@@ -100,7 +100,8 @@ def tiny_reproduce(tmp_path_factory):
                 eval_slots=3, sizes=(3, 3, 3), f_edge_ghz=(5.0, 30.0), phys_qubits=(1000, 20000),
                 t1_ms=(0.1, 1000.0), qpu_map=MapSettings.quick(t1_ms=(0.1, 10.0), lam_d=(0.1, 0.9), envs=2, slots=2),
                 dynamics=DynamicsSettings.quick(size=3, epochs=2, envs=2, slots=10, eval_envs=2, minibatches=2,
-                                                v=(1.0, 10.0), small=2, horizon=2, warmup=2, bound_instances=2),
+                                                v=(1.0, 10.0), small=2, horizon=2, warmup=2, bound_instances=2,
+                                                priced_epochs=2, priced_envs=2),
                 # a user's learner and policy by module path (tests/split_bandit.py), and a learner that does not apply there
                 learners=("split_bandit:SplitBandit", "droo"), policies=("split_bandit:make_half_to_server0",))
     out = str(tmp_path_factory.mktemp("reproduce"))

@@ -88,6 +88,18 @@ def test_the_dynamics_part_compares_every_policy_with_the_clairvoyant_bound(tiny
         assert gap >= 1 - 1e-6, name
     report = open(os.path.join(out, "report.md")).read()
     assert "## MEQC-Sustainable-v0: does looking ahead pay?" in report and "Gap to the clairvoyant bound" in report
+    # issue 34: `priced` is trained in every dynamics part with its own budget, from the part's own DPP grid, and is
+    # in the clairvoyant comparison; its compute and the part's best policy are reported
+    priced = d["learners"]["priced"]
+    assert priced["settings"]["epochs"] == rc.dynamics.priced_epochs and priced["settings"]["num_envs"] == rc.dynamics.priced_envs
+    assert priced["settings"]["v_grid"] == list(rc.dynamics.v) and priced["settings"]["theta_grid"] == list(rc.dynamics.theta)
+    assert priced["compute"]["epochs"] == rc.dynamics.priced_epochs and priced["compute"]["env_steps"] > 0
+    assert len(priced["train_curve"]) == rc.dynamics.priced_epochs and "priced" in d["bound"]["gap"]
+    assert d["ppo_compute"]["env_steps"] == rc.dynamics.epochs * rc.dynamics.envs * rc.dynamics.slots
+    bp = d["best_policy"]
+    assert d["summary"][bp["name"]]["mean_cost"] == min(r["mean_cost"] for r in d["summary"].values())
+    assert bp["runner_up"] != bp["name"] and np.isfinite(bp["vs_runner_up"]["ci95"])
+    assert f"**Best policy here: {bp['name']}**" in report and "ppo: trained" in report
 
 
 def test_a_learner_of_your_own_is_trained_and_reported_by_reproduce(tiny_run):  # and a policy of your own
@@ -180,6 +192,11 @@ def test_the_dynamics_verdict_follows_the_paired_interval_and_only_queues_and_ba
         verdicts[excess] = " ".join(lines)
         assert want in verdicts[excess] and len(claims) == 2
     assert "Learning beats myopia here (the paired" in verdicts[-0.10]
+    # the best-policy line follows its paired interval too
+    for excess, want in ((-0.05, "the paired 95 % interval is below zero"), (-0.01, "a tie")):
+        v = copy.deepcopy(d)
+        v["best_policy"]["vs_runner_up"] = {"excess": excess, "ci95": 0.02}
+        assert want in " ".join(sustainable.report("sustainable", v, rc)[0])
     assert sustainable.report("sustainable", d, rc)[1] == [] and sustainable.report("drift", d, rc)[1] == []
 
 

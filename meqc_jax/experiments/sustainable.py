@@ -41,18 +41,48 @@ def _lyapunov_grid(rc: ReproduceConfig, system):
     return [lyapunov_policy(system, v, th * system.battery_j) for v in rc.dynamics.v for th in thetas]
 
 
+# the learners every dynamics part trains next to PPO (issue 34): drift-plus-penalty's solver under learned prices
+PART_LEARNERS = ("priced",)
+
+
+def _learner_choice(rc: ReproduceConfig, learner: str) -> tuple[PartLearner, int, int]:
+    """(what the part trains for `learner`, its epochs, its environments): PPO on the `lookahead` preset with the
+    part's epochs and envs; `priced` with its own budget, started from the part's own V x theta grid (so it starts
+    at the yardstick's best on its training episodes); any other learner of `rc.learners` at its default preset."""
+    dyn = rc.dynamics
+    if learner == "ppo":
+        return PartLearner("ppo", "lookahead"), dyn.epochs, dyn.envs
+    if learner == "priced":
+        return (PartLearner("priced", None, (("v_grid", tuple(dyn.v)), ("theta_grid", tuple(dyn.theta)))),
+                dyn.priced_epochs, dyn.priced_envs)
+    return PartLearner(learner), dyn.epochs, dyn.envs
+
+
 def _train(rc: ReproduceConfig, system, ckpt: str, progress: bool, learner: str = "ppo"):
-    """(learner, its policy, its training curve, its settings): PPO on the `lookahead` preset, or a learner of
-    `rc.learners` at its default preset, with the part's epochs, environments and minibatches."""
+    """(learner, its policy, its training curve, its settings, its compute): `_learner_choice`'s learner, trained
+    with one seed; compute is its epochs, environment steps (slots of one instance) and training seconds."""
+    import time
+
     from meqc_jax.loop import fit
 
-    choice = PartLearner("ppo", "lookahead") if learner == "ppo" else PartLearner(learner)
-    trained, settings = common.part_learner(system, choice, rc.dynamics.epochs, rc.dynamics.envs, rc.dynamics.minibatches)
+    choice, epochs, envs = _learner_choice(rc, learner)
+    trained, settings = common.part_learner(system, choice, epochs, envs, rc.dynamics.minibatches)
     # equal chunks (a divisor of the epochs, at most rc.chunk): one compiled training program
     epochs = trained.epochs
     chunk = max(c for c in range(1, min(rc.chunk, epochs) + 1) if epochs % c == 0)
+    t0 = time.perf_counter()
     state, metrics = fit(trained, [rc.seed], chunk=chunk, ckpt_dir=ckpt, progress=progress)
-    return trained, trained.policy(trained.acting_params(state, 0), learner), common.cost_curve(metrics), settings
+    about = trained.describe()
+    per_epoch = about.get("env_steps_per_epoch")
+    compute = {"epochs": epochs, "train_seconds": time.perf_counter() - t0,
+               "env_steps": None if per_epoch is None else int(per_epoch * epochs + about.get("env_steps_start", 0))}
+    return (trained, trained.policy(trained.acting_params(state, 0), learner), common.cost_curve(metrics), settings,
+            compute)
+
+
+def part_learners(rc: ReproduceConfig) -> list[str]:
+    """The learners a dynamics part trains besides PPO: `PART_LEARNERS`, then `rc.learners` (`--learner`)."""
+    return list(dict.fromkeys(n for n in (*PART_LEARNERS, *rc.learners) if n != "ppo"))
 
 
 def _rollout_program(env: MEQCEnv, pols):
@@ -68,47 +98,63 @@ def _rollout_program(env: MEQCEnv, pols):
                                                    for p in pols]))
 
 
-def _bound_gaps(rc: ReproduceConfig, part: str, progress: bool, ckpt: str) -> dict:
-    """Every online policy's H-slot cost over the clairvoyant minimum, from warmed-up states (greedy
-    for `dynamics.warmup` slots), U = E = `dynamics.small`: the keys the policies step with are the bound's."""
-    system = _system(rc, part, rc.dynamics.small)
+def clairvoyant_gaps(system, pols, instances: int, horizon: int, warmup: int, seed: int,
+                     seconds: float) -> dict:
+    """Every policy of `pols`' H-slot cost over the clairvoyant minimum (dynamics-spec section 7), from
+    `instances` states warmed up by greedy for `warmup` slots; the keys the policies step with are the bound's.
+    Returns the bound's total, how many MIPs were solved to optimality, each policy's gap (its total over the
+    bound's total), the best drift-plus-penalty among `pols` and each policy's gap per instance."""
     env = MEQCEnv(system)
-    n, H = rc.dynamics.bound_instances, rc.dynamics.horizon
-    _, learned, _, _ = _train(rc, system, ckpt, progress)
+    n, H = instances, horizon
     greedy = make_policy("greedy", system)
     warm = jax.jit(jax.vmap(lambda s, keys: jax.lax.scan(
         lambda st, k: (env.step(k, st, greedy.act(k, st, None))[1], None), s, keys)[0]))
-    _, states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(rc.seed + 11), n))
-    warm_keys = jax.random.split(jax.random.key(rc.seed + 12), (n, rc.dynamics.warmup))
+    _, states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(seed + 11), n))
+    warm_keys = jax.random.split(jax.random.key(seed + 12), (n, warmup))
     states = warm(states, warm_keys)
-    keys = jax.random.split(jax.random.key(rc.seed + 13), (n, H))
+    keys = jax.random.split(jax.random.key(seed + 13), (n, H))
     env_keys = jax.vmap(jax.vmap(lambda k: jax.random.split(k)[0]))(keys)  # what `_rollout_program` steps with
-    pols = [make_policy(b, system) for b in BASELINES] + _lyapunov_grid(rc, system) + [learned]
     totals = dict(zip([p.name for p in pols], np.asarray(_rollout_program(env, pols)(states, keys), np.float64)))
     bounds, optimal = [], 0
     for i in range(n):
         state_i = jax.tree.map(lambda a: a[i], states)
         data = clairvoyant.horizon_data(env, state_i, env_keys[i])
-        b = clairvoyant.solve(system, data, time_limit=rc.dynamics.bound_seconds)
+        b = clairvoyant.solve(system, data, time_limit=seconds)
         bounds.append(b.lower)  # proven: the optimum when solved, HiGHS's dual bound when its time ran out
         optimal += b.optimal
     bounds = np.asarray(bounds)
     lyap = [p.name for p in pols if p.name.startswith("lyapunov")]
-    best_lyap = min(lyap, key=lambda nme: totals[nme].sum())
+    best_lyap = min(lyap, key=lambda nme: totals[nme].sum()) if lyap else None
     gaps = {name: float(totals[name].sum() / bounds.sum()) for name in totals}
-    return {"size": rc.dynamics.small, "horizon": H, "instances": n, "warmup": rc.dynamics.warmup, "bound_total": float(bounds.sum()),
-            "solved_to_optimality": optimal, "seconds_per_mip": rc.dynamics.bound_seconds,
-            "gap": gaps, "best_lyapunov": best_lyap,
+    return {"horizon": H, "instances": n, "warmup": warmup, "bound_total": float(bounds.sum()),
+            "solved_to_optimality": optimal, "seconds_per_mip": seconds, "gap": gaps, "best_lyapunov": best_lyap,
             "per_instance": {name: (totals[name] / np.maximum(bounds, 1e-12)).tolist() for name in totals}}
+
+
+def _bound_gaps(rc: ReproduceConfig, part: str, progress: bool, ckpt: str) -> dict:
+    """`clairvoyant_gaps` at U = E = `dynamics.small` for the baselines, the V grid and every learner of the part,
+    each trained at that size."""
+    system = _system(rc, part, rc.dynamics.small)
+    _, learned, _, _, _ = _train(rc, system, ckpt, progress)
+    others = []  # every other learner of the part, trained at this size too (deliver 3 of issue 34)
+    for lname in part_learners(rc):
+        try:
+            others.append(_train(rc, system, f"{ckpt}-{common.checkpoint_name(lname)}", progress, lname)[1])
+        except ValueError:  # does not apply to this scenario: the large comparison reports why
+            continue
+    pols = [make_policy(b, system) for b in BASELINES] + _lyapunov_grid(rc, system) + [learned, *others]
+    dyn = rc.dynamics
+    return {"size": dyn.small, **clairvoyant_gaps(system, pols, dyn.bound_instances, dyn.horizon, dyn.warmup, rc.seed,
+                                                  dyn.bound_seconds)}
 
 
 def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
     system = _system(rc, name, rc.dynamics.size)
-    _, learned, curve, ppo = _train(rc, system, os.path.join(out, "checkpoints", f"{name}-ppo"), progress)
-    extra, extra_curves, extra_settings, skipped = [], {}, {}, {}
-    for lname in (n for n in rc.learners if n != "ppo"):  # `meqc reproduce --learner`: trained and evaluated too
+    _, learned, curve, ppo, ppo_compute = _train(rc, system, os.path.join(out, "checkpoints", f"{name}-ppo"), progress)
+    extra, extra_curves, extra_settings, extra_compute, skipped = [], {}, {}, {}, {}
+    for lname in part_learners(rc):  # `priced`, then `meqc reproduce --learner`'s: trained and evaluated too
         try:
-            _, pol, extra_curves[lname], extra_settings[lname] = _train(
+            _, pol, extra_curves[lname], extra_settings[lname], extra_compute[lname] = _train(
                 rc, system, os.path.join(out, "checkpoints", common.checkpoint_name(f"{name}-{lname}")), progress, lname)
         except ValueError as e:  # a learner that does not apply to this scenario: reported, not trained
             skipped[lname] = str(e)
@@ -134,8 +180,12 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
     comparisons = {"greedy_vs_best_online": paired("greedy", best_online), "ppo_vs_greedy": paired("ppo", "greedy"),
                    "ppo_vs_best_lyapunov": paired("ppo", best_lyap), "greedy_vs_best_lyapunov": paired("greedy", best_lyap)}
     learners = {p.name: {"vs_greedy": paired(p.name, "greedy"), "vs_best_lyapunov": paired(p.name, best_lyap),
-                         "settings": settings_dict(extra_settings[p.name]),
+                         "settings": settings_dict(extra_settings[p.name]), "compute": extra_compute[p.name],
                          "train_curve": extra_curves[p.name].tolist()} for p in extra}
+    # the best policy of the part, against the runner-up and the best drift-plus-penalty, paired over the instances
+    ranked = sorted(names, key=lambda n: S[n]["mean_cost"])
+    best_policy = {"name": ranked[0], "runner_up": ranked[1], "vs_runner_up": paired(ranked[0], ranked[1]),
+                   "vs_best_lyapunov": paired(ranked[0], best_lyap), "vs_greedy": paired(ranked[0], "greedy")}
     policies = {p.name: {"vs_greedy": paired(p.name, "greedy"), "vs_best_lyapunov": paired(p.name, best_lyap)}
                 for p in yours}
     episode_rows = []
@@ -162,12 +212,18 @@ def run(name: str, rc: ReproduceConfig, out: str, progress: bool) -> dict:
         "series": series, "train_curve": curve.tolist(), "paired": comparisons, "best_lyapunov": best_lyap, "best_online": best_online,
         "v_grid": [[row[0], float(row[1]), float(row[2])] for row in v_rows], "bound": bound,
         "ppo": settings_dict(ppo), "ppo_epochs": rc.dynamics.epochs, "ppo_envs": rc.dynamics.envs,
-        "learners": learners, "policies": policies, "skipped": skipped,
+        "ppo_compute": ppo_compute, "learners": learners, "policies": policies, "skipped": skipped,
+        "best_policy": best_policy,
     }
     from meqc_jax.plots import plot_dynamics_part
 
     plot_dynamics_part(os.path.join(out, f"{name}.png"), data, title=f"{SCENARIO_OF_PART[name]} (U = E = {rc.dynamics.size})")
     return data
+
+
+def _compute_text(c: dict) -> str:
+    steps = "" if c.get("env_steps") is None else f", {c['env_steps']:,} environment steps"
+    return f"trained {c['epochs']} epochs{steps}, {c['train_seconds']:.0f} s"
 
 
 def report(name: str, d: dict, rc: ReproduceConfig) -> tuple[list[str], list[tuple[str, str, str]]]:
@@ -192,7 +248,20 @@ def report(name: str, d: dict, rc: ReproduceConfig) -> tuple[list[str], list[tup
     for n, r in extra.items():
         c = r["vs_best_lyapunov"]
         lines.append(f"\n{n}: {100 * c['excess']:+.1f} % ± {100 * c['ci95']:.1f} % against {d['best_lyapunov']} "
-                     f"(paired over the instances), {100 * r['vs_greedy']['excess']:+.1f} % against greedy.")
+                     f"(paired over the instances), {100 * r['vs_greedy']['excess']:+.1f} % against greedy"
+                     + (f"; {_compute_text(r['compute'])}" if "compute" in r else "") + ".")
+    if "ppo_compute" in d:
+        lines.append(f"\nppo: {_compute_text(d['ppo_compute'])}.")
+    bp = d.get("best_policy")
+    if bp:
+        c, ly_c = bp["vs_runner_up"], bp["vs_best_lyapunov"]
+        lines.append(f"\n**Best policy here: {bp['name']}**, {100 * c['excess']:+.1f} % ± {100 * c['ci95']:.1f} % "
+                     f"against the runner-up {bp['runner_up']} ("
+                     + ("the paired 95 % interval is below zero" if c["excess"] + c["ci95"] < 0 else
+                        "a tie: the paired 95 % interval contains zero")
+                     + ")" + ("" if bp["name"] == d["best_lyapunov"] else
+                              f"; {100 * ly_c['excess']:+.1f} % ± {100 * ly_c['ci95']:.1f} % against the best "
+                              f"drift-plus-penalty {d['best_lyapunov']}") + ".")
     lines += [f"\nNot run here: {n} ({why})." for n, why in d.get("skipped", {}).items()]
     b = d["bound"]
     solved = b.get("solved_to_optimality", b["instances"])

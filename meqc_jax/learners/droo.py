@@ -207,7 +207,7 @@ class DROOLearner(ScanLearner):
 
     def describe(self) -> dict:
         return {"learner": self.name, **self.config.to_dict(), "slots_per_batch": self.num_envs,
-                "batches_per_epoch": self.T}
+                "batches_per_epoch": self.T, "env_steps_per_epoch": self.num_envs * self.T}
 
 
 def make_train(system: SystemConfig, config: DROOConfig | None = None) -> DROOLearner:

@@ -617,7 +617,8 @@ class PPOLearner(ScanLearner):
         return {"learner": self.name, "torso": self.ppo.torso, "hparams": self.ppo.hparams,
                 "reward": self.env.reward.kind, "reward_scale": self.scale,
                 "critic": "central" if self.ppo.central_critic else "local", "gamma": self.ppo.gamma,
-                "shared_params": self.ppo.shared_params}
+                "shared_params": self.ppo.shared_params,
+                "env_steps_per_epoch": self.num_envs * self.T}  # slots of one instance an epoch plays
 
     # ------------------------------------------------------------------ acting after training
     def act(self, params, key, env_state, obs):
