@@ -175,6 +175,12 @@ def main(argv=None) -> int:
     if bad:
         ap.error(f"--scenarios: {bad[0]!r} is invalid: allowed {', '.join(SCENARIOS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
+    for flag, value, lo in (("--bound-size", args.bound_size, 0), ("--bound-instances", args.bound_instances, 1),
+                            ("--bound-horizon", args.bound_horizon, 1)):
+        if value < lo:
+            ap.error(f"{flag}={value} is invalid: allowed an integer >= {lo}")
+    if not args.bound_seconds > 0:
+        ap.error(f"--bound-seconds={args.bound_seconds} is invalid: allowed > 0")
     if args.bound_only and not args.bound_size:
         ap.error("--bound-only: needs --bound-size >= 1")
     previous = {}
