@@ -34,9 +34,11 @@ def _rollout(env, policy, key, env_params=None):
     k_reset, k_run = jax.random.split(key)
     _, s = env.reset(k_reset, env_params)
     costs, actions = [], []
+    # one jitted slot (the policy's act, then the env's step), called slot by slot from Python: op-by-op dispatch of
+    # the solver made this file's start test take 270 s
+    step = jax.jit(lambda k, s: (lambda a: (a, env.step(k, s, a)))(policy.act(None, s, None)))
     for k_env in jax.random.split(k_run, env.config.slots_per_episode):
-        a = policy.act(None, s, None)
-        _, s, _, _, info = env.step(k_env, s, a)
+        a, (_, s, _, _, info) = step(k_env, s)
         costs.append(float(info["cost"].total))
         actions.append(np.concatenate([np.asarray(x, float) for x in a]))
     return np.asarray(costs), np.stack(actions)
